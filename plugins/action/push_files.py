@@ -1,0 +1,131 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""push_files: put files on a node without Python (docs: plugins/modules/push_files.py).
+
+Thin: the decisions are in plugin_utils/push.py. This file only talks to the connection:
+one command reads the node, put_file uploads (one tar, or single files), one command
+finalizes. Nothing is ever sent to the node as a module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import tempfile
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible_collections.xcluster.multus.plugins.plugin_utils import push
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("files", "directories", "upload_dir", "batch", "compress"))
+    _requires_connection = True
+
+    def run(self, tmp=None, task_vars=None):
+        self._supports_check_mode = True
+        self._supports_async = False
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
+        args = self._task.args
+        upload_dir = args.get("upload_dir", "/tmp")
+        batch = args.get("batch", True)
+        compress = args.get("compress", False)
+        for name, value in (("batch", batch), ("compress", compress)):
+            if not isinstance(value, bool):
+                raise AnsibleActionFail(f"{host}: {name}: {value!r} is not a boolean; expected true or false")
+        if not isinstance(upload_dir, str) or not upload_dir.startswith("/"):
+            raise AnsibleActionFail(f"{host}: upload_dir: {upload_dir!r} is not an absolute path")
+
+        try:
+            files, dirs = push.normalize(
+                host, args.get("files", []), args.get("directories"), find_source=self._find_source
+            )
+        except push.PushError as e:
+            raise AnsibleActionFail(str(e)) from None
+        if not files and not dirs:
+            result.update(push.report(push.Plan()))
+            return result
+
+        user = re.sub(r"[^A-Za-z0-9_.-]", "_", str(self._get_remote_user() or "unknown"))
+        globs = push.leftover_globs(files, dirs, upload_dir, user)
+        trips = 1
+        out = self._run_cmd(push.state_command(files, dirs, globs), any(f.secret for f in files), host, "read")
+        try:
+            state, leftovers = push.parse_state(host, out, files, dirs)
+            plan = push.plan(host, files, dirs, state, leftovers)
+        except push.PushError as e:
+            raise AnsibleActionFail(str(e)) from None
+
+        sent, transport = 0, None
+        if plan.changed and not self._task.check_mode:
+            local_tmp = tempfile.mkdtemp(prefix="xcm-push-")
+            uploads = []
+            try:
+                token = secrets.token_hex(8)
+                base = f"{upload_dir.rstrip('/')}/{push.UPLOAD_PREFIX}{user}.{token}"
+                if len(plan.transfer) > 1 and batch:
+                    transport = "tar"
+                    local = os.path.join(local_tmp, "push.tar")
+                    sent = push.write_tar(local, plan.transfer, compress=compress)
+                    uploads.append((base + ".tar", None))
+                    self._put(local, base + ".tar", host)
+                    trips += 1
+                elif plan.transfer:
+                    transport = "files"
+                    for i, f in enumerate(plan.transfer):
+                        local = f.src
+                        if f.content is not None:
+                            local = os.path.join(local_tmp, f"c{i}")
+                            with open(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+                                fh.write(f.content)
+                        uploads.append((f"{base}.{i}", i))
+                        self._put(local, f"{base}.{i}", host)
+                        sent += f.size
+                        trips += 1
+            except BaseException:
+                if uploads:  # best effort; leftovers are cleaned by the next run anyway
+                    self._low_level_execute_command("rm -f " + " ".join(push.q(u) for u, _ in uploads))
+                raise
+            finally:
+                shutil.rmtree(local_tmp, ignore_errors=True)
+            cmd = push.finalize_command(plan, uploads, tar_compressed=compress and transport == "tar")
+            self._run_cmd(cmd, False, host, "finalize")
+            trips += 1
+
+        result.update(push.report(plan, bytes_transferred=sent, round_trips=trips, transport=transport))
+        if self._task.diff or self._play_context.diff:
+            result["diff"] = push.diff(plan)
+        return result
+
+    def _find_source(self, src):
+        try:
+            return self._find_needle("files", src)
+        except AnsibleError as e:
+            raise push.PushError(f"src {src!r} not found on the controller: {e}") from None
+
+    def _put(self, local, remote, host):
+        try:
+            self._connection.put_file(local, remote)
+        except AnsibleError as e:
+            raise AnsibleActionFail(f"{host}: uploading to {remote} failed: {e}") from None
+
+    def _run_cmd(self, cmd, censor, host, what):
+        """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
+        saved = self._play_context.no_log
+        if censor:
+            self._play_context.no_log = True
+        try:
+            res = self._low_level_execute_command(cmd, sudoable=True)
+        finally:
+            self._play_context.no_log = saved
+        out = res.get("stdout", "")
+        if res.get("rc") != 0 or push.OK_MARK not in out:
+            detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)
+            detail = detail[-2000:]
+            raise AnsibleActionFail(f"{host}: the {what} step failed on the node (rc={res.get('rc')}): {detail}")
+        return out

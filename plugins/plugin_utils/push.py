@@ -1,0 +1,588 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Python-less delivery of files to a node: pure logic for the push_files action.
+
+The action plugin talks to the node; everything it decides is decided here, with no
+Ansible runtime, so that it can be unit-tested directly:
+
+- ``normalize(host, files, directories, ...)`` validates the task's input and gives
+  ``FileSpec``/``DirSpec`` items with the desired sha256, mode and owner.
+- ``state_command(...)`` is ONE POSIX sh command that reads, on the node, the kind, mode,
+  owner and sha256 of every path (busybox ``stat``, ``sha256sum``; sh builtins otherwise),
+  and lists temporary leftovers of earlier interrupted runs; ``parse_state`` reads its output.
+- ``plan(...)`` compares and says what to transfer, what only needs mode/owner, what to
+  remove, which directories to create or fix, and which leftovers to clean.
+- ``finalize_command(...)`` is ONE command that unpacks what was uploaded into a temporary
+  directory beside each destination (same filesystem), sets mode/owner there, then renames
+  every file into place with ``mv -f`` (never a half-written file under a final name),
+  removes what is absent, and always cleans its temporary files (trap on EXIT).
+- ``report(...)`` and ``diff(...)`` give the task result; secret items never show content
+  or checksums.
+
+Bad input raises PushError naming the host, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import re
+import shlex
+import stat
+import tarfile
+import time
+from dataclasses import dataclass, field
+
+TMP_PREFIX = ".xcm-tmp."  # temporary directories beside destinations
+UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
+OK_MARK = "::xcm-ok::"
+SEP = "::xcm::"
+
+_MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+_FILE_KEYS = {"src", "content", "dest", "mode", "owner", "group", "secret", "state"}
+_DIR_KEYS = {"path", "mode", "owner", "group", "state"}
+
+
+class PushError(ValueError):
+    """Bad input or an unexpected answer from the node."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file wanted on (state present) or removed from (state absent) the node."""
+
+    dest: str
+    state: str = "present"
+    src: str | None = None  # controller path of the content (None: content or absent)
+    content: bytes | None = field(default=None, repr=False)
+    mode: int | None = None
+    owner: str | None = None
+    group: str | None = None
+    secret: bool = False
+    sha256: str | None = None
+    size: int = 0
+
+    def __repr__(self):  # never show content, even in a traceback
+        return f"FileSpec(dest={self.dest!r}, state={self.state!r}, secret={self.secret})"
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: str
+    state: str = "present"
+    mode: int | None = None
+    owner: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """What the node has at a path. kind: file, missing, directory, link, other."""
+
+    kind: str
+    mode: int | None = None
+    uid: str | None = None
+    gid: str | None = None
+    user: str | None = None
+    group: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class Plan:
+    transfer: list = field(default_factory=list)  # FileSpec: content differs or missing
+    attrs: list = field(default_factory=list)  # FileSpec: only mode/owner differ
+    remove: list = field(default_factory=list)  # FileSpec state absent, present on node
+    mkdirs: list = field(default_factory=list)  # DirSpec missing on the node
+    dir_attrs: list = field(default_factory=list)  # DirSpec existing, mode/owner differ
+    rmdirs: list = field(default_factory=list)  # DirSpec state absent, present on node
+    cleanup: list = field(default_factory=list)  # leftovers of interrupted runs
+    before: dict = field(default_factory=dict)  # path -> NodeEntry
+
+    @property
+    def changed(self):
+        return bool(
+            self.transfer or self.attrs or self.remove or self.mkdirs or self.dir_attrs or self.rmdirs
+        ) or bool(self.cleanup)
+
+
+# ---------------------------------------------------------------- input
+
+
+def _err(host, where, value, expected):
+    return PushError(f"{host}: {where}: {value!r} {expected}")
+
+
+def parse_mode(host, where, value):
+    """'0755' / '755' / '04755' -> int. Ints are refused (YAML 0755 vs 755 ambiguity)."""
+    if isinstance(value, str) and _MODE_RE.match(value):
+        return int(value, 8)
+    raise _err(host, where, value, "is not a mode; expected a quoted octal string such as '0755'")
+
+
+def _check_abs(host, where, value):
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise _err(host, where, value, "is not an absolute path; expected a path starting with '/'")
+    if "\n" in value or "\0" in value:
+        raise _err(host, where, value, "contains a newline or NUL; expected a plain path")
+    norm = posixpath.normpath(value)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm == "/":
+        raise _err(host, where, value, "is the root directory; expected a path below '/'")
+    if posixpath.basename(norm).startswith((TMP_PREFIX, UPLOAD_PREFIX)):
+        raise _err(host, where, value, f"uses a reserved name; names starting with {TMP_PREFIX!r} are ours")
+    return norm
+
+
+def _check_name(host, where, value):
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _NAME_RE.match(value):
+        return value
+    raise _err(host, where, value, "is not a user/group; expected a name or a numeric id")
+
+
+def _check_bool(host, where, value):
+    if isinstance(value, bool):
+        return value
+    raise _err(host, where, value, "is not a boolean; expected true or false")
+
+
+def _check_state(host, where, value):
+    if value in ("present", "absent"):
+        return value
+    raise _err(host, where, value, "is not a state; expected 'present' or 'absent'")
+
+
+def sha256_file(path, bufsize=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(bufsize), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _source_files(host, where, src):
+    """A source: one file, or every regular file below a directory (sorted, links followed)."""
+    if os.path.isfile(src):
+        return [("", src)]
+    if os.path.isdir(src):
+        out = []
+        for root, dirs, files in os.walk(src, followlinks=True):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                if os.path.isfile(full):
+                    out.append((os.path.relpath(full, src), full))
+        if not out:
+            raise _err(host, where, src, "is an empty directory; expected files to push")
+        return out
+    raise _err(host, where, src, "does not exist on the controller; expected a file or a directory")
+
+
+def normalize(host, files, directories=None, find_source=None):
+    """Validate the task input; return (list[FileSpec], list[DirSpec]).
+
+    files: list of dicts {src | content, dest, mode, owner, group, secret, state}.
+    A src that is a directory stands for every regular file below it, under dest.
+    mode, when omitted: the source file's permission bits; 0644 for content (0600 if secret).
+    find_source(path) resolves a relative src (the action plugin looks in the role's files/).
+    """
+    if not isinstance(files, list):
+        raise _err(host, "files", files, "is not a list; expected a list of {src|content, dest, mode}")
+    directories = directories or []
+    if not isinstance(directories, list):
+        raise _err(
+            host, "directories", directories, "is not a list; expected a list of paths or {path, mode}"
+        )
+    out = []
+    for i, item in enumerate(files):
+        where = f"files[{i}]"
+        if not isinstance(item, dict):
+            raise _err(host, where, item, "is not a mapping; expected {src|content, dest, mode}")
+        unknown = sorted(set(item) - _FILE_KEYS)
+        if unknown:
+            raise _err(host, where, unknown, f"are unknown keys; expected some of {sorted(_FILE_KEYS)}")
+        if "dest" not in item:
+            raise PushError(f"{host}: {where}: no dest; every file needs an absolute dest")
+        state = _check_state(host, f"{where}.state", item.get("state", "present"))
+        secret = _check_bool(host, f"{where}.secret", item.get("secret", False))
+        owner = _check_name(host, f"{where}.owner", item.get("owner"))
+        group = _check_name(host, f"{where}.group", item.get("group"))
+        mode = item.get("mode")
+        mode = None if mode is None else parse_mode(host, f"{where}.mode", mode)
+        has_src, has_content = item.get("src") is not None, item.get("content") is not None
+        dest_raw = item["dest"]
+        if state == "absent":
+            if has_src or has_content:
+                raise PushError(f"{host}: {where}: state absent takes no src or content (dest {dest_raw!r})")
+            out.append(FileSpec(dest=_check_abs(host, f"{where}.dest", dest_raw), state="absent"))
+            continue
+        if has_src == has_content:
+            raise PushError(f"{host}: {where}: needs exactly one of src or content (dest {dest_raw!r})")
+        if has_content:
+            content = item["content"]
+            if not isinstance(content, (str, bytes)):
+                # never echo the value: it may be secret
+                raise PushError(f"{host}: {where}.content: is a {type(content).__name__}; expected a string")
+            data = content.encode() if isinstance(content, str) else content
+            if mode is None:
+                mode = 0o600 if secret else 0o644
+            dest = _check_abs(host, f"{where}.dest", dest_raw)
+            out.append(
+                FileSpec(
+                    dest=dest,
+                    content=data,
+                    mode=mode,
+                    owner=owner,
+                    group=group,
+                    secret=secret,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                )
+            )
+            continue
+        src = item["src"]
+        if not isinstance(src, str) or not src:
+            raise _err(host, f"{where}.src", src, "is not a path; expected a controller path")
+        if find_source is not None and not os.path.isabs(src):
+            src = find_source(src)
+        for rel, path in _source_files(host, f"{where}.src", src):
+            dest = dest_raw if not rel else posixpath.join(dest_raw, rel.replace(os.sep, "/"))
+            st = os.stat(path)
+            out.append(
+                FileSpec(
+                    dest=_check_abs(host, f"{where}.dest", dest),
+                    src=path,
+                    mode=mode if mode is not None else stat.S_IMODE(st.st_mode),
+                    owner=owner,
+                    group=group,
+                    secret=secret,
+                    sha256=sha256_file(path),
+                    size=st.st_size,
+                )
+            )
+    seen = {}
+    for f in out:
+        if f.dest in seen:
+            raise _err(host, "files", f.dest, "is a dest given twice; expected each dest once")
+        seen[f.dest] = f
+    dirs = []
+    for i, item in enumerate(directories):
+        where = f"directories[{i}]"
+        if isinstance(item, str):
+            item = {"path": item}  # noqa: PLW2901 - a plain path is short for {path}
+        if not isinstance(item, dict) or "path" not in item:
+            raise _err(host, where, item, "is not a directory; expected a path or {path, mode, owner, group}")
+        unknown = sorted(set(item) - _DIR_KEYS)
+        if unknown:
+            raise _err(host, where, unknown, f"are unknown keys; expected some of {sorted(_DIR_KEYS)}")
+        mode = item.get("mode")
+        d = DirSpec(
+            path=_check_abs(host, f"{where}.path", item["path"]),
+            state=_check_state(host, f"{where}.state", item.get("state", "present")),
+            mode=None if mode is None else parse_mode(host, f"{where}.mode", mode),
+            owner=_check_name(host, f"{where}.owner", item.get("owner")),
+            group=_check_name(host, f"{where}.group", item.get("group")),
+        )
+        if d.path in seen or any(x.path == d.path for x in dirs):
+            raise _err(host, where, d.path, "is given twice (as a file or directory); expected it once")
+        dirs.append(d)
+    return out, dirs
+
+
+# ---------------------------------------------------------------- reading the node
+
+q = shlex.quote
+
+
+def leftover_globs(files, dirs, upload_dir, login_user):
+    """Where interrupted runs may have left temporaries (shell glob patterns, quoted)."""
+    parents = sorted(
+        {posixpath.dirname(f.dest) for f in files} | {d.path for d in dirs if d.state == "present"}
+    )
+    globs = [q(p.rstrip("/") + "/" + TMP_PREFIX) + "*" for p in parents]
+    globs.append(q(f"{upload_dir.rstrip('/')}/{UPLOAD_PREFIX}{login_user}.") + "*")
+    return globs
+
+
+def state_command(files, dirs, globs):
+    """ONE sh command: kinds, stat, sha256 of every path, then leftovers. Changes nothing."""
+    paths = " ".join([q(f.dest) for f in files] + [q(d.path) for d in dirs])
+    present = " ".join(q(f.dest) for f in files if f.state == "present")
+    lines = [
+        "set --",
+        f"for p in {paths}; do",
+        '  if [ -L "$p" ]; then echo L; elif [ -f "$p" ]; then echo F; set -- "$@" "$p";',
+        '  elif [ -d "$p" ]; then echo D; set -- "$@" "$p"; elif [ -e "$p" ]; then echo O; else echo M; fi',
+        "done",
+        f"echo {SEP}",
+        "[ $# -eq 0 ] || stat -c '%a %u %g %U %G' \"$@\"",
+        f"echo {SEP}",
+    ]
+    if present:
+        lines += [
+            "set --",
+            f'for p in {present}; do if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done',
+            '[ $# -eq 0 ] || sha256sum "$@"',
+        ]
+    lines += [
+        f"echo {SEP}",
+        f'for p in {" ".join(globs)}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done',
+        f"echo {OK_MARK}",
+    ]
+    return "\n".join(lines)
+
+
+def parse_state(host, output, files, dirs):
+    """Output of state_command -> ({path: NodeEntry}, [leftover paths])."""
+    text = output.replace("\r\n", "\n")
+    if OK_MARK not in text:
+        raise PushError(f"{host}: reading the node's files failed; output was {text[-500:]!r}")
+    parts = text.split(OK_MARK)[0].split(SEP + "\n")
+    if len(parts) != 4:
+        raise PushError(f"{host}: unexpected answer when reading the node's files: {text[-500:]!r}")
+    kinds = parts[0].split()
+    stats = [ln.split() for ln in parts[1].splitlines() if ln.strip()]
+    sums = [ln.lstrip("\\").split()[0] for ln in parts[2].splitlines() if ln.strip()]
+    leftovers = [ln for ln in parts[3].splitlines() if ln.strip()]
+    paths = [f.dest for f in files] + [d.path for d in dirs]
+    names = {"L": "link", "F": "file", "D": "directory", "O": "other", "M": "missing"}
+    if len(kinds) != len(paths) or any(k not in names for k in kinds):
+        raise PushError(f"{host}: unexpected kinds from the node: {kinds!r} for {len(paths)} paths")
+    n_stat = sum(k in "FD" for k in kinds)
+    present_files = [f for f, k in zip(files, kinds) if f.state == "present" and k == "F"]
+    if len(stats) != n_stat or any(len(s) != 5 for s in stats) or len(sums) != len(present_files):
+        raise PushError(
+            f"{host}: the node's stat/sha256sum answer does not match its file list "
+            f"(a file changed while being read?): {text[-500:]!r}"
+        )
+    it_stat, it_sum = iter(stats), iter(sums)
+    sum_of = {f.dest: next(it_sum) for f in present_files}
+    state = {}
+    for p, k in zip(paths, kinds):
+        kind = names[k]
+        if k in "FD":
+            mode, uid, gid, user, group = next(it_stat)
+            state[p] = NodeEntry(kind, int(mode, 8), uid, gid, user, group, sum_of.get(p))
+        else:
+            state[p] = NodeEntry(kind)
+    return state, leftovers
+
+
+# ---------------------------------------------------------------- comparing
+
+
+def _owner_differs(want, uid, name):
+    if want is None:
+        return False
+    return want != (uid if want.isdigit() else name)
+
+
+def attrs_differ(spec, entry):
+    return (
+        (spec.mode is not None and spec.mode != entry.mode)
+        or _owner_differs(spec.owner, entry.uid, entry.user)
+        or _owner_differs(spec.group, entry.gid, entry.group)
+    )
+
+
+def plan(host, files, dirs, state, leftovers=()):
+    p = Plan(before=dict(state), cleanup=list(leftovers))
+    for f in files:
+        e = state[f.dest]
+        if f.state == "absent":
+            if e.kind == "directory":
+                raise _err(host, "dest", f.dest, "is a directory on the node; expected a file to remove")
+            if e.kind != "missing":
+                p.remove.append(f)
+            continue
+        if e.kind == "directory":
+            raise _err(host, "dest", f.dest, "is a directory on the node; expected a file or nothing there")
+        if e.kind != "file" or e.sha256 != f.sha256:
+            p.transfer.append(f)
+        elif attrs_differ(f, e):
+            p.attrs.append(f)
+    for d in dirs:
+        e = state[d.path]
+        if d.state == "absent":
+            if e.kind != "missing":
+                p.rmdirs.append(d)
+            continue
+        if e.kind == "missing":
+            p.mkdirs.append(d)
+        elif e.kind != "directory":
+            raise _err(host, "directories", d.path, f"is a {e.kind} on the node; expected a directory")
+        elif attrs_differ(d, e):
+            p.dir_attrs.append(d)
+    return p
+
+
+# ---------------------------------------------------------------- transferring
+
+
+def member_name(index):
+    return f"m{index}"
+
+
+def write_tar(path, items, compress=False):
+    """Pack the items to transfer as members m0, m1, ... (mode 0600, owner root)."""
+    kwargs = {"compresslevel": 1} if compress else {}
+    with tarfile.open(path, "w:gz" if compress else "w", **kwargs) as tar:
+        for i, f in enumerate(items):
+            info = tarfile.TarInfo(member_name(i))
+            info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"
+            info.size, info.mtime = f.size, int(time.time())
+            if f.content is not None:
+                tar.addfile(info, io.BytesIO(f.content))
+            else:
+                with open(f.src, "rb") as fh:
+                    tar.addfile(info, fh)
+    return os.path.getsize(path)
+
+
+def _chown_arg(spec):
+    if spec.owner is None and spec.group is None:
+        return None
+    return (spec.owner or "") + (":" + spec.group if spec.group else "")
+
+
+def _set_attrs(spec, path_expr):
+    """chown before chmod: chown clears set-id bits."""
+    cmds = []
+    own = _chown_arg(spec)
+    if own:
+        cmds.append(f"chown {q(own)} {path_expr}")
+    if spec.mode is not None:
+        cmds.append(f"chmod {spec.mode:o} {path_expr}")
+    return cmds
+
+
+def finalize_command(p, uploads, tar_compressed=False):
+    """ONE sh command that applies the plan.
+
+    uploads: for a tar: [(remote tar path, None)] and p.transfer in member order; for single
+    files: [(remote path, index)] one per transferred file. Each destination directory gets its
+    own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
+    staged and given their mode/owner there, then renamed into place with mv -f.
+    """
+    lines = ["set -e", "umask 022"]
+    upl = " ".join(q(u) for u, _ in uploads)
+    lines.append(f"trap 'rm -rf $XT {upl}' EXIT" if upl else "trap 'rm -rf $XT' EXIT")
+    lines.append("XT=")
+    if p.cleanup:
+        lines.append("rm -rf " + " ".join(q(c) for c in p.cleanup))
+    for d in p.rmdirs:
+        lines.append(f"rm -rf {q(d.path)}")
+    for f in p.remove:
+        lines.append(f"rm -f {q(f.dest)}")
+    mk = [d.path for d in p.mkdirs]
+    parents = sorted({posixpath.dirname(f.dest) for f in p.transfer} - set(mk))
+    if mk or parents:
+        lines.append("mkdir -p " + " ".join(q(x) for x in mk + parents))
+    for d in p.mkdirs + p.dir_attrs:
+        lines += _set_attrs(d, q(d.path))
+    lines.append("umask 077")
+    by_dir = {}
+    for i, f in enumerate(p.transfer):
+        by_dir.setdefault(posixpath.dirname(f.dest), []).append(i)
+    tar_path = uploads[0][0] if uploads and uploads[0][1] is None else None
+    single = {idx: u for u, idx in uploads if idx is not None}
+    moves = []
+    for n, (d, idxs) in enumerate(sorted(by_dir.items())):
+        var = f"t{n}"
+        lines.append(f"{var}=$(mktemp -d {q(d.rstrip('/') + '/' + TMP_PREFIX + 'XXXXXX')})")
+        lines.append(f'XT="$XT ${var}"')
+        if tar_path:
+            z = "z" if tar_compressed else ""
+            members = " ".join(member_name(i) for i in idxs)
+            lines.append(f'tar -x{z}mo -f {q(tar_path)} -C "${var}" {members}')
+        for i in idxs:
+            staged = f'"${var}/{member_name(i)}"'
+            if not tar_path:
+                # cat, not mv: the new file belongs to whoever runs this (root with become),
+                # never to the login user who uploaded it.
+                lines.append(f"cat {q(single[i])} > {staged}")
+            lines += _set_attrs(p.transfer[i], staged)
+            moves.append(f"mv -f {staged} {q(p.transfer[i].dest)}")
+    lines += moves
+    for f in p.attrs:
+        lines += _set_attrs(f, q(f.dest))
+    lines.append(f"echo {OK_MARK}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def _describe(entry, secret):
+    if entry is None or entry.kind == "missing":
+        return "absent\n"
+    if entry.kind not in ("file", "directory"):
+        return f"{entry.kind}\n"
+    lines = []
+    if entry.kind == "file":
+        lines.append("sha256: " + ("(secret)" if secret else str(entry.sha256)))
+    else:
+        lines.append("directory")
+    if entry.mode is not None:
+        lines.append(f"mode: {entry.mode:04o}")
+    if entry.user is not None:
+        lines.append(f"owner: {entry.user}")
+        lines.append(f"group: {entry.group}")
+    return "\n".join(lines)
+
+
+def _after(spec, before):
+    """The NodeEntry the node will have after the plan (owner unmanaged: kept as it was)."""
+    b = before if before is not None and before.kind in ("file", "directory") else NodeEntry("missing")
+    kind = "directory" if isinstance(spec, DirSpec) else "file"
+    return NodeEntry(
+        kind,
+        mode=spec.mode if spec.mode is not None else b.mode,
+        user=spec.owner if spec.owner is not None else b.user,
+        group=spec.group if spec.group is not None else b.group,
+        sha256=getattr(spec, "sha256", None),
+    )
+
+
+def _entry(path, before, after):
+    return {"before_header": path, "after_header": path, "before": before, "after": after}
+
+
+def diff(p):
+    """Ansible diff entries, one per changed path: sha256/mode/owner, never secret content."""
+    out = []
+    for f in p.transfer + p.attrs:
+        b = p.before.get(f.dest)
+        out.append(_entry(f.dest, _describe(b, f.secret), _describe(_after(f, b), f.secret)))
+    for f in p.remove:
+        out.append(_entry(f.dest, _describe(p.before.get(f.dest), f.secret), "absent\n"))
+    for d in p.mkdirs + p.dir_attrs:
+        b = p.before.get(d.path)
+        out.append(_entry(d.path, _describe(b, False), _describe(_after(d, b), False)))
+    for d in p.rmdirs:
+        out.append(_entry(d.path, "directory\n", "absent\n"))
+    return out
+
+
+def report(p, bytes_transferred=0, round_trips=0, transport=None):
+    """The task result (without diff)."""
+    return {
+        "changed": p.changed,
+        "changed_files": sorted({f.dest for f in p.transfer + p.attrs + p.remove}),
+        "transferred": [f.dest for f in p.transfer],
+        "attributes_fixed": [f.dest for f in p.attrs],
+        "removed": [f.dest for f in p.remove],
+        "directories": sorted({d.path for d in p.mkdirs + p.dir_attrs + p.rmdirs}),
+        "cleaned": list(p.cleanup),
+        "bytes_transferred": bytes_transferred,
+        "round_trips": round_trips,
+        "transport": transport,
+    }
