@@ -54,7 +54,8 @@ class ActionModule(ActionBase):
         user = re.sub(r"[^A-Za-z0-9_.-]", "_", str(self._get_remote_user() or "unknown"))
         globs = push.leftover_globs(files, dirs, upload_dir, user)
         trips = 1
-        out = self._run_cmd(push.state_command(files, dirs, globs), any(f.secret for f in files), host, "read")
+        censor = any(f.secret for f in files)
+        out = self._run_cmd(push.state_command(files, dirs, globs), censor, host, "read")
         try:
             state, leftovers = push.parse_state(host, out, files, dirs)
             plan = push.plan(host, files, dirs, state, leftovers)
@@ -81,7 +82,8 @@ class ActionModule(ActionBase):
                         local = f.src
                         if f.content is not None:
                             local = os.path.join(local_tmp, f"c{i}")
-                            with open(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+                            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                            with open(fd, "wb") as fh:
                                 fh.write(f.content)
                         uploads.append((f"{base}.{i}", i))
                         self._put(local, f"{base}.{i}", host)
@@ -127,5 +129,6 @@ class ActionModule(ActionBase):
         if res.get("rc") != 0 or push.OK_MARK not in out:
             detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)
             detail = detail[-2000:]
-            raise AnsibleActionFail(f"{host}: the {what} step failed on the node (rc={res.get('rc')}): {detail}")
+            rc = res.get("rc")
+            raise AnsibleActionFail(f"{host}: the {what} step failed on the node (rc={rc}): {detail}")
         return out

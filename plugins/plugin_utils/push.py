@@ -182,7 +182,7 @@ def _source_files(host, where, src):
                     out.append((os.path.relpath(full, src), full))
         if not out:
             raise _err(host, where, src, "is an empty directory; expected files to push")
-        return out
+        return sorted(out)
     raise _err(host, where, src, "does not exist on the controller; expected a file or a directory")
 
 
@@ -536,7 +536,7 @@ def _describe(entry, secret):
     if entry.user is not None:
         lines.append(f"owner: {entry.user}")
         lines.append(f"group: {entry.group}")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def _after(spec, before):
