@@ -118,13 +118,14 @@ class ActionModule(ActionBase):
 
     def _run_cmd(self, cmd, censor, host, what):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
-        saved = self._play_context.no_log
-        if censor:
-            self._play_context.no_log = True
+        # the ssh connection logs (rc, stdout, stderr) at -vvv unless its play context says no_log
+        pc = getattr(self._connection, "_play_context", None) or self._play_context
+        saved = pc.no_log
+        pc.no_log = saved or censor
         try:
             res = self._low_level_execute_command(cmd, sudoable=True)
         finally:
-            self._play_context.no_log = saved
+            pc.no_log = saved
         out = res.get("stdout", "")
         if res.get("rc") != 0 or push.OK_MARK not in out:
             detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)

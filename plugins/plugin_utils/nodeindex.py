@@ -343,7 +343,9 @@ def _parse_network(ctx, value, template, path, allow_small=False):
     addr_text, prefix_text = value.split("/")
     if not _PREFIX_RE.fullmatch(prefix_text):
         ctx.fail(path, value, template, expected)
-    addr = _parse_address(ctx, addr_text, None, path, None, whole=value, whole_template=template)
+    addr = _parse_address(
+        ctx, addr_text, None, path, None, whole=value, whole_template=template, expected=expected
+    )
     bits = 32 if addr.version == 4 else 128
     prefix = int(prefix_text, 10)
     if prefix > bits:
@@ -356,10 +358,10 @@ def _parse_network(ctx, value, template, path, allow_small=False):
     return net
 
 
-def _parse_address(ctx, value, template, path, net, *, whole=None, whole_template=None):
+def _parse_address(ctx, value, template, path, net, *, whole=None, whole_template=None, expected=None):
     shown = value if whole is None else whole
     shown_template = template if whole is None else whole_template
-    expected = "an IPv4 or IPv6 address"
+    expected = expected or "an IPv4 or IPv6 address"
     if not isinstance(value, str):
         ctx.fail(path, shown, shown_template, expected)
     try:

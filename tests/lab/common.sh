@@ -75,15 +75,45 @@ lab_settings() {
 		lab_die "LAB_PREFIX='$LAB_PREFIX': expected 1-10 characters [a-z0-9], starting with a letter"
 	[[ $LAB_NODES =~ ^[1-9][0-9]*$ ]] && [ "$LAB_NODES" -le $LAB_NODES_MAX ] ||
 		lab_die "LAB_NODES='$LAB_NODES': expected a number from 1 to $LAB_NODES_MAX"
-	[[ $LAB_NET =~ ^[0-9]$ ]] || lab_die "LAB_NET='$LAB_NET': expected a slot number 0..9"
+	[[ $LAB_NET =~ ^([0-9]|auto)$ ]] || lab_die "LAB_NET='$LAB_NET': expected a slot number 0..9 or auto"
 	case $LAB_STATE_DIR in
 	/*) ;;
 	*) lab_die "LAB_STATE_DIR='$LAB_STATE_DIR': expected an absolute path" ;;
 	esac
 	# ssh control sockets live in $STATE/cp (unix socket paths are limited to 107 bytes).
 	[ ${#STATE} -le 56 ] || lab_die "LAB_STATE_DIR='$LAB_STATE_DIR': too long for ssh control sockets (at most $((56 - ${#LAB_PREFIX} - 1)) characters)"
-	MGMT_NET4=198.19.$((200 + LAB_NET))
-	MGMT_NET6=2001:db8:200:$LAB_NET
+	lab_nets
+}
+
+lab_nets() {
+	MGMT_NET4=198.19.$((200 + ${LAB_NET/auto/0}))
+	MGMT_NET6=2001:db8:200:${LAB_NET/auto/0}
+}
+
+# Who uses slot $1: an interface with its controller address, or another lab's lab.env.
+lab_slot_users() {
+	local k=$1 f
+	ip -o -4 address show | awk -v a="198.19.$((200 + k)).254/" 'index($4, a) == 1 {print "interface " $2}'
+	for f in "$LAB_STATE_DIR"/*/lab.env; do
+		[ -f "$f" ] && [ "$f" != "$STATE/lab.env" ] || continue
+		grep -qx "LAB_NET=$k" "$f" && echo "lab $(basename "$(dirname "$f")")"
+	done
+	return 0
+}
+
+# Settle LAB_NET (LAB_NET=auto: the first free slot from 9 down to 0). Caller holds the slots lock.
+lab_pick_slot() {
+	local k users
+	if [ "$LAB_NET" = auto ]; then
+		for k in 9 8 7 6 5 4 3 2 1 0; do
+			[ -n "$(lab_slot_users $k)" ] || { LAB_NET=$k; break; }
+		done
+		[ "$LAB_NET" != auto ] || lab_die "LAB_NET=auto: every slot 0..9 is in use"
+	else
+		users=$(lab_slot_users "$LAB_NET")
+		[ -z "$users" ] || lab_die "LAB_NET=$LAB_NET is in use by $(echo $users); choose another LAB_NET (or auto)"
+	fi
+	lab_nets
 }
 
 lab_node_name() { printf 'vm-%03d' "$1"; }
@@ -178,9 +208,7 @@ lab_ssh() {
 # The fabric namespace: br0 management, br1 cluster, br2..br4 data segments; the controller's
 # veth $MGMT_IF into br0.
 lab_fabric_up() {
-	local i used
-	used=$(ip -o -4 address show | awk -v a="$MGMT_NET4.254/" 'index($4, a) == 1 {print $2}')
-	[ -z "$used" ] || lab_die "LAB_NET=$LAB_NET: $MGMT_NET4.254 is already on interface '$used' (another lab?); choose another LAB_NET"
+	local i
 	! ip link show dev "$MGMT_IF" >/dev/null 2>&1 || lab_die "interface $MGMT_IF exists: run 'lab down' first"
 	lab_record netns "$FABRIC"
 	ip netns add "$FABRIC"
@@ -342,18 +370,23 @@ lab_up() {
 	start=$(date +%s.%N)
 	lab_common_check
 	backend_check
-	mkdir -p "$LAB_STATE_DIR"
+	mkdir -p "$LAB_STATE_DIR/.locks"
 	if [ -e "$STATE" ] || [ -e "/run/netns/$FABRIC" ]; then
 		lab_die "lab $LAB_PREFIX exists (state $STATE or namespace $FABRIC): run 'lab down' first"
 	fi
 	mkdir -m 755 "$STATE"
-	printf 'LAB=%s\nLAB_NODES=%s\nLAB_NET=%s\n' "$LAB" "$LAB_NODES" "$LAB_NET" >"$STATE/lab.env"
 	: >"$STATE/created"
 	# A failed up leaves nothing behind (a SIGKILLed one is cleaned by 'lab down').
 	trap 'rc=$?; trap - EXIT; if [ $rc != 0 ] && [ -z "${LAB_KEEP_ON_FAIL:-}" ]; then lab_log "up failed; tearing down"; lab_down >&2 || true; fi; exit $rc' EXIT
-	lab_keys
+	# The slot is chosen and taken (lab.env, controller address) under one machine-wide lock.
+	exec 8>"$LAB_STATE_DIR/.locks/.slots"
+	flock -w 60 8 || lab_die "could not take $LAB_STATE_DIR/.locks/.slots"
+	lab_pick_slot
+	printf 'LAB=%s\nLAB_NODES=%s\nLAB_NET=%s\n' "$LAB" "$LAB_NODES" "$LAB_NET" >"$STATE/lab.env"
 	lab_fabric_up
+	exec 8>&-
 	lab_crash_point fabric
+	lab_keys
 	backend_up
 	lab_crash_point nodes
 	lab_route_guard

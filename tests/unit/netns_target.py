@@ -20,6 +20,7 @@ then deletes the namespaces. CLI for the bench: ``netns_target.py up N DIR`` / `
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -93,7 +94,8 @@ class Target:
         ns, d = self.nodes[k - 1], self.node_dir(k)
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.ctl, "link", "add", "name", f"v{k}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        veth = ("link", "add", "name", f"v{k}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", self.ctl, *veth)
         sh("ip", "-n", self.ctl, "link", "set", f"v{k}", "master", "br0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{self.addr(k)}/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -101,7 +103,8 @@ class Target:
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         os.chmod(os.path.join(d, "tmp"), 0o1777)
         os.chmod(os.path.join(d, "root"), 0o700)
-        pub = open(self.key + ".pub").read()
+        with open(self.key + ".pub") as f:
+            pub = f.read()
         for home, uid in (("root", 0), (f"home/{USER}", UID)):
             ak = os.path.join(d, home, ".ssh", "authorized_keys")
             with open(ak, "w") as f:
@@ -145,12 +148,12 @@ class Target:
         script.append(
             f"exec dropbear -F -E -s -j -k -p {self.addr(k)}:22 -P /tmp/dropbear.pid -r /mnt/hostkey"
         )
-        log = open(os.path.join(d, "dropbear.log"), "w")
-        p = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private", "--",
-             "/bin/sh", "-c", "\n".join(script)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        with open(os.path.join(d, "dropbear.log"), "w") as log:
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private", "--",
+                 "/bin/sh", "-c", "\n".join(script)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         self.pids[ns] = p.pid
 
     def _wait_ssh(self, k, timeout=15):
@@ -160,7 +163,8 @@ class Target:
             if r.returncode == 0 and "ok" in r.stdout:
                 return
             if time.time() > end:
-                log = open(os.path.join(self.node_dir(k), "dropbear.log")).read()
+                with open(os.path.join(self.node_dir(k), "dropbear.log")) as f:
+                    log = f.read()
                 raise RuntimeError(f"node {k} does not answer ssh: {r.stderr}\n{log}")
             time.sleep(0.2)
 
@@ -173,7 +177,7 @@ class Target:
 
     def ssh(self, k, cmd, user="root", check=True, timeout=60):
         args = ["ip", "netns", "exec", self.ctl, "ssh", *self.ssh_opts(), f"{user}@{self.addr(k)}", cmd]
-        r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError(f"ssh {k} {cmd!r}: rc={r.returncode} {r.stderr}")
         return r
@@ -186,7 +190,8 @@ class Target:
             lines.append(
                 f"vm-{k:03d} ansible_host={self.addr(k)} ansible_user={user} "
                 f"ansible_ssh_private_key_file={self.key} ansible_ssh_transfer_method={transfer} "
-                f"ansible_ssh_common_args='{common}' " + " ".join(f"{a}={b}" for a, b in (extra or {}).items())
+                f"ansible_ssh_common_args='{common}' "
+                + " ".join(f"{a}={b}" for a, b in (extra or {}).items())
             )
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -203,6 +208,15 @@ class Target:
                 return os.path.join(self.node_dir(k), top[1:], path[len(top) + 1 :])
         raise ValueError(f"{path} is not in a node-private directory")
 
+    def kill_controller(self):
+        """SIGKILL every process in the controller namespace (ansible, its detached workers,
+        ssh clients and the ssh mux master): the controller dies mid-whatever."""
+        pids = [int(p) for p in sh("ip", "netns", "pids", self.ctl).stdout.split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
     # ------------------------------------------------------------ down
     def _save(self):
         with open(os.path.join(self.work, "target.json"), "w") as f:
@@ -218,17 +232,13 @@ class Target:
                 if not pids:
                     break
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 time.sleep(0.05)
             sh("ip", "netns", "del", ns, check=False)
         for pid in self.pids.values():
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
     @classmethod
     def load(cls, workdir):
