@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# tests/lab/backend-vm.sh - lab nodes as qemu VMs, as close to xcluster's as this machine
+# allows (LAB=vm). Implements the backend contract described at the top of tests/lab/common.sh.
+#
+# Node N (vm-00N) is a qemu-system-x86_64 under TCG (this machine's /dev/kvm cannot boot a stock
+# kernel) running in the fabric namespace, with
+#   - Debian's kernel and the initramfs tests/lab/vm/build-initramfs makes (cached) from this
+#     machine's packages: busybox userland (`sh` is busybox ash), iproute2 `ip` (a bare `ip`
+#     is iproute2's, as on xcluster), jq, dropbear, sftp-server, the modules for virtio-net,
+#     macvlan, ipvlan, bridge, veth (loaded at boot), dummy and 8021q (on demand). No Python.
+#   - a small per-VM archive appended to it ($STATE/nodes/vm-00N/root/): hostname, /etc/hosts,
+#     the iproute2 batch of `lab_node_ip_batch N`, the lab's host key and authorized_keys;
+#   - five virtio NICs eth0..eth4 (MAC 02:00:00:00:0I:NN) on taps n00Ne0..4 (`lab_port_name`),
+#     ports of br0..br4 in $FABRIC;
+#   - the root filesystem in RAM (tmpfs): what a node writes is gone when it stops.
+# The VM's /init is tests/lab/vm/init. Its console goes to $STATE/nodes/vm-00N/console.log.
+#
+# Environment: LAB_VM_MEM (MiB per VM, default 512: the collection's binaries land in RAM),
+# LAB_VM_QEMU (default qemu-system-x86_64), LAB_VM_KVER and LAB_VM_BUSYBOX (see
+# tests/lab/vm/build-initramfs), XDG_CACHE_HOME (the cache of kernel and initramfs).
+
+LAB_VM_MEM=${LAB_VM_MEM:-512}
+LAB_VM_QEMU=${LAB_VM_QEMU:-qemu-system-x86_64}
+
+_vm_mac() { printf '02:00:00:00:%02x:%02x' "$2" "$1"; }
+
+backend_check() {
+	local c
+	for c in "$LAB_VM_QEMU" cpio gzip depmod modprobe ldd dpkg-deb; do
+		command -v "$c" >/dev/null || lab_die "LAB=vm needs '$c' (apt-get install qemu-system-x86 cpio kmod)"
+	done
+	[ -c /dev/net/tun ] || lab_die "LAB=vm needs /dev/net/tun (modprobe tun)"
+	if ! [[ $LAB_VM_MEM =~ ^[0-9]+$ ]] || [ "$LAB_VM_MEM" -lt 96 ]; then
+		lab_die "LAB_VM_MEM='$LAB_VM_MEM': expected MiB per VM, at least 96"
+	fi
+	[ -x /usr/lib/openssh/sftp-server ] ||
+		lab_die "LAB=vm needs /usr/lib/openssh/sftp-server (apt-get install openssh-sftp-server)"
+	command -v dropbear >/dev/null || lab_die "LAB=vm needs dropbear (apt-get install dropbear-bin)"
+	ls /boot/vmlinuz-* >/dev/null 2>&1 || lab_die "LAB=vm needs a kernel in /boot (apt-get install linux-image-amd64)"
+}
+
+backend_caps() {
+	printf '%s\n' ipvlan=yes vlan=yes dummy=yes macvlan=yes busybox=yes
+}
+
+backend_status() {
+	local n d pid rss boot
+	for n in $(lab_nodes_seq); do
+		d=$(lab_node_dir "$n")
+		pid=$(cat "$d/qemu.pid" 2>/dev/null || echo '?')
+		rss=$(awk '/^VmRSS:/ {printf "%d MiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo '?')
+		boot=$(sed -n 's/.*lab-init: .* up in \([0-9.]*s\).*/\1/p' "$d/console.log" 2>/dev/null)
+		printf '%s qemu-pid=%s rss=%s guest-boot=%s console=%s/console.log\n' \
+			"$(lab_node_name "$n")" "$pid" "${rss:-?}" "${boot:-?}" "$d"
+	done
+}
+
+# The per-VM archive's tree: identity, network, keys.
+_vm_node_tree() {
+	local n=$1 d r e name
+	d=$(lab_node_dir "$n")
+	r=$d/root
+	name=$(lab_node_name "$n")
+	rm -rf "$r"
+	mkdir -p "$r/etc/lab" "$r/etc/dropbear" "$r/root/.ssh"
+	echo "$name" >"$r/etc/hostname"
+	{
+		printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n'
+		for e in $(lab_nodes_seq); do printf '%s\t%s\n' "$(lab_mgmt4 "$e")" "$(lab_node_name "$e")"; done
+	} >"$r/etc/hosts"
+	lab_node_ip_batch "$n" >"$r/etc/lab/ip.batch"
+	cp "$d/dropbear_ed25519_host_key" "$r/etc/dropbear/dropbear_ed25519_host_key"
+	cp "$STATE/id_ed25519.pub" "$r/root/.ssh/authorized_keys"
+	printf 'PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nPS1="%s# "\n' "$name" >"$r/root/.profile"
+	chmod 700 "$r/root" "$r/root/.ssh"
+	chmod 600 "$r/etc/dropbear/dropbear_ed25519_host_key" "$r/root/.ssh/authorized_keys"
+}
+
+backend_up() {
+	local n i d name kernel="" initrd="" line nics pid
+	while read -r line; do
+		case $line in KERNEL=*) kernel=${line#KERNEL=} ;; INITRD=*) initrd=${line#INITRD=} ;; esac
+	done < <("$LAB_DIR/vm/build-initramfs" 9>&-)
+	if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+		lab_die "tests/lab/vm/build-initramfs failed (see above)"
+	fi
+	# Taps (names recorded before they exist), all in one batch.
+	for n in $(lab_nodes_seq); do
+		for i in 0 1 2 3 4; do lab_record tap "$FABRIC/$(lab_port_name "$n" $i)"; done
+	done
+	for n in $(lab_nodes_seq); do
+		for i in 0 1 2 3 4; do
+			echo "tuntap add dev $(lab_port_name "$n" $i) mode tap"
+			echo "link set $(lab_port_name "$n" $i) master br$i up"
+		done
+	done | ip -n "$FABRIC" -batch - || lab_die "could not create the VMs' taps"
+	for n in $(lab_nodes_seq); do
+		d=$(lab_node_dir "$n")
+		name=$(lab_node_name "$n")
+		_vm_node_tree "$n"
+		{ cat "$initrd" && (cd "$d/root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1); } \
+			>"$d/initrd" || lab_die "$name: could not make its initramfs"
+		nics=()
+		for i in 0 1 2 3 4; do
+			nics+=(-netdev "tap,id=n$i,ifname=$(lab_port_name "$n" $i),script=no,downscript=no"
+				-device "virtio-net-pci,netdev=n$i,mac=$(_vm_mac "$n" $i)")
+		done
+		# -daemonize returns once the VM runs (errors come back here); the PID is in qemu.pid.
+		# A qemu started but not yet recorded (crash right here) is found by backend_down
+		# through the fabric namespace it runs in.
+		date +%s.%N >"$d/started"
+		ip netns exec "$FABRIC" "$LAB_VM_QEMU" -name "$name,process=$LAB_PREFIX-$name" \
+			-accel tcg,tb-size=32 -cpu max -smp 1 -m "$LAB_VM_MEM" \
+			-nodefaults -no-user-config -display none -no-reboot \
+			-serial "file:$d/console.log" \
+			-kernel "$kernel" -initrd "$d/initrd" -append "console=ttyS0 quiet panic=-1" \
+			"${nics[@]}" -daemonize -pidfile "$d/qemu.pid" \
+			</dev/null >"$d/qemu.log" 2>&1 9>&- ||
+			lab_die "$name: qemu failed: $(tail -n 5 "$d/qemu.log")"
+		pid=$(cat "$d/qemu.pid" 2>/dev/null) || lab_die "$name: qemu wrote no $d/qemu.pid"
+		lab_record pid "$pid $name"
+		# qemu has read the initramfs into the guest's memory.
+		rm -f "$d/initrd"
+		if [ "$n" = 2 ]; then lab_crash_point node-2; fi
+	done
+}
+
+# PIDs of live (not zombie) processes whose network namespace is net:[inode] $1.
+_vm_pids_in_netns() {
+	{ find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%l %p\n' 2>/dev/null || true; } |
+		awk -v id="net:[$1]" '$1 == id { split($2, p, "/"); print p[3] }' |
+		while read -r p; do _vm_alive "$p" && echo "$p"; done
+}
+
+# True if PID $1 exists and is not a zombie (this machine's init may never reap our qemus).
+_vm_alive() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+# The recorded qemu PIDs that are still ours: alive, and started with our pidfile.
+_vm_recorded_pids() {
+	local f pid
+	for f in "$STATE"/nodes/vm-[0-9][0-9][0-9]/qemu.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f" 2>/dev/null) || continue
+		[[ $pid =~ ^[0-9]+$ ]] || continue
+		_vm_alive "$pid" || continue
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-pidfile $f " && echo "$pid"
+	done
+}
+
+backend_down() {
+	local ino="" pids="" round l
+	[ -e "/run/netns/$FABRIC" ] && ino=$(stat -L -c %i "/run/netns/$FABRIC")
+	# SIGTERM, up to 2 s to go, then SIGKILL.
+	for round in $(seq 1 60); do
+		pids=$({ _vm_recorded_pids; [ -z "$ino" ] || _vm_pids_in_netns "$ino"; } | sort -u | tr '\n' ' ')
+		[ -n "${pids// /}" ] || break
+		# shellcheck disable=SC2086
+		case $round in 1) kill -TERM $pids 2>/dev/null ;; 41) kill -KILL $pids 2>/dev/null ;; esac
+		sleep 0.05
+	done
+	[ -z "${pids// /}" ] || lab_die "qemu processes still running after SIGKILL: $pids"
+	# The taps (the fabric namespace itself is common's).
+	if [ -n "$ino" ]; then
+		for l in $(ip -n "$FABRIC" -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
+			grep -E '^n[0-9]{3}e[0-4]$'); do
+			ip -n "$FABRIC" link del dev "$l" || lab_die "could not delete tap $l in $FABRIC"
+		done
+	fi
+}
