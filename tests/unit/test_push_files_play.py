@@ -1,0 +1,387 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""push_files through ansible-playbook: (a) the local connection into a temp dir, (b) real
+Python-less SSH nodes (dropbear + busybox in network namespaces, netns_target.py)."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from netns_target import Target, missing_tools  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def env_for(tmp):
+    env = dict(os.environ)
+    env.update(
+        PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(tmp, "cp"),
+        ANSIBLE_LOCAL_TEMP=os.path.join(tmp, "atmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    return env
+
+
+class Runner:
+    """Writes a play around one push_files task, runs it, returns the task's result per host."""
+
+    def __init__(self, tmp, hosts="localhost", inventory=None, wrap=None, play_extra=None):
+        self.tmp, self.hosts, self.inventory, self.wrap = str(tmp), hosts, inventory, wrap or []
+        self.play_extra = play_extra or {}
+        self.n = 0
+
+    def play(self, args, *, check=False, diff=False, extra=(), become=None, timeout=300, popen=False):
+        self.n += 1
+        out = os.path.join(self.tmp, f"result{self.n}")
+        play = {"hosts": self.hosts, "gather_facts": False, **self.play_extra}
+        if self.hosts == "localhost":
+            play["connection"] = "local"
+        push = {"name": "push", "xcluster.multus.push_files": args, "register": "r", "ignore_errors": True}
+        if become is not None:
+            push["become"] = become
+        save = {
+            "name": "save",
+            "ansible.builtin.copy": {
+                "content": "{{ r | to_json }}",
+                "dest": out + "-{{ inventory_hostname }}.json",
+            },
+            "delegate_to": "localhost",
+            "become": False,
+            "check_mode": False,
+        }
+        play["tasks"] = [push, save]
+        pb = os.path.join(self.tmp, f"play{self.n}.yml")
+        with open(pb, "w") as f:
+            json.dump([play], f)  # JSON is YAML
+        cmd = [*self.wrap, os.path.join(VENV_BIN, "ansible-playbook"), pb]
+        cmd += ["-i", self.inventory] if self.inventory else []
+        cmd += ["--check"] * check + ["--diff"] * diff + list(extra)
+        if popen:
+            env = env_for(self.tmp)
+            return subprocess.Popen(
+                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+        p = subprocess.run(
+            cmd, env=env_for(self.tmp), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        results = {}
+        for name in os.listdir(self.tmp):
+            if name.startswith(f"result{self.n}-"):
+                with open(os.path.join(self.tmp, name)) as f:
+                    results[name[len(f"result{self.n}-") : -5]] = json.load(f)
+        self.output = p.stdout + p.stderr
+        return results
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tree(path):
+    """{relative path: (content, mode)} of every file below path."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for n in files:
+            full = os.path.join(root, n)
+            out[os.path.relpath(full, path)] = (read(full), oct(os.stat(full).st_mode & 0o7777))
+    return out
+
+
+@pytest.fixture
+def srcdir(tmp_path):
+    d = tmp_path / "src"
+    d.mkdir()
+    for i in range(5):
+        (d / f"plugin{i}").write_bytes(os.urandom(200_000 + i))
+        os.chmod(d / f"plugin{i}", 0o755)
+    return d
+
+
+# ---------------------------------------------------------------- (a) local connection
+
+
+def test_local_lifecycle(tmp_path, srcdir):
+    node, up = tmp_path / "node", tmp_path / "up"
+    up.mkdir()
+    r = Runner(tmp_path)
+    args = {
+        "upload_dir": str(up),
+        "files": [
+            {"src": str(srcdir) + "/", "dest": f"{node}/bin/", "mode": "0755"},
+            {"content": "cfg\n", "dest": f"{node}/etc/a.conf"},
+            {"content": "TOPSECRET\n", "dest": f"{node}/etc/token", "secret": True},
+        ],
+        "directories": [{"path": f"{node}/etc/empty.d", "mode": "0700"}],
+    }
+    # check mode on a fresh node: reports everything, changes nothing, transfers nothing
+    res = r.play(args, check=True)["localhost"]
+    assert res["changed"] and len(res["transferred"]) == 7 and res["bytes_transferred"] == 0
+    assert res["round_trips"] == 1 and not node.exists() and os.listdir(up) == []
+
+    (node / "bin").mkdir(parents=True)
+    (node / "bin" / "other").write_bytes(b"someone else's")
+    other_mtime = os.stat(node / "bin" / "other").st_mtime_ns
+    res = r.play(args)["localhost"]
+    assert res["changed"] and res["transport"] == "tar" and res["round_trips"] == 3
+    assert res["bytes_transferred"] > 1_000_000 and len(res["transferred"]) == 7
+    t = tree(node)
+    assert t["bin/plugin3"] == (read(srcdir / "plugin3"), "0o755")
+    assert t["etc/a.conf"] == (b"cfg\n", "0o644") and t["etc/token"] == (b"TOPSECRET\n", "0o600")
+    assert oct(os.stat(node / "etc/empty.d").st_mode & 0o777) == "0o700"
+    assert read(node / "bin" / "other") == b"someone else's"
+    assert os.stat(node / "bin" / "other").st_mtime_ns == other_mtime
+    assert os.listdir(up) == [] and not [n for n in os.listdir(node / "bin") if n.startswith(".")]
+
+    res = r.play(args)["localhost"]  # rerun: nothing to do, one round trip, nothing sent
+    assert not res["changed"] and res["bytes_transferred"] == 0 and res["round_trips"] == 1
+
+    (srcdir / "plugin1").write_bytes(b"new plugin1")  # one file changed: only it moves
+    ino = {n: os.stat(node / "bin" / n).st_ino for n in ("plugin0", "plugin1")}
+    res = r.play(args)["localhost"]
+    assert res["transferred"] == [f"{node}/bin/plugin1"] and res["transport"] == "files"
+    assert res["bytes_transferred"] == len(b"new plugin1") and res["round_trips"] == 3
+    assert read(node / "bin" / "plugin1") == b"new plugin1"
+    assert os.stat(node / "bin" / "plugin0").st_ino == ino["plugin0"]  # untouched
+    assert os.stat(node / "bin" / "plugin1").st_ino != ino["plugin1"]  # renamed into place
+
+    os.chmod(node / "bin" / "plugin2", 0o644)  # mode only: fixed without a transfer
+    res = r.play(args)["localhost"]
+    assert res["attributes_fixed"] == [f"{node}/bin/plugin2"] and res["transferred"] == []
+    assert res["bytes_transferred"] == 0 and res["round_trips"] == 2
+    assert os.stat(node / "bin" / "plugin2").st_mode & 0o777 == 0o755
+
+    (srcdir / "plugin4").write_bytes(b"changed again")  # check mode on an installed tree
+    before = tree(node)
+    res = r.play(args, check=True)["localhost"]
+    assert res["changed"] and res["transferred"] == [f"{node}/bin/plugin4"] and res["bytes_transferred"] == 0
+    assert tree(node) == before and os.listdir(up) == []
+
+    # leftovers of an interrupted run are cleaned by the next run
+    (node / "bin" / ".xcm-tmp.AbC123").mkdir()
+    (node / "bin" / ".xcm-tmp.AbC123" / "m0").write_bytes(b"partial")
+    user = getpass.getuser()  # the local connection's login user
+    (up / f".xcm-up.{user}.dead.tar").write_bytes(b"partial")
+    res = r.play(args)["localhost"]
+    assert sorted(res["cleaned"]) == sorted([f"{node}/bin/.xcm-tmp.AbC123", f"{up}/.xcm-up.{user}.dead.tar"])
+    assert not (node / "bin" / ".xcm-tmp.AbC123").exists() and os.listdir(up) == []
+    assert not r.play(args)["localhost"]["changed"]
+
+    # uninstall: absent files and a directory
+    gone = {
+        "upload_dir": str(up),
+        "files": [
+            {"dest": f"{node}/bin/plugin0", "state": "absent"},
+            {"dest": f"{node}/nope", "state": "absent"},
+        ],
+        "directories": [{"path": f"{node}/etc", "state": "absent"}],
+    }
+    res = r.play(gone)["localhost"]
+    assert res["removed"] == [f"{node}/bin/plugin0"] and res["directories"] == [f"{node}/etc"]
+    assert not (node / "bin" / "plugin0").exists() and not (node / "etc").exists()
+    assert (node / "bin" / "plugin1").exists() and (node / "bin" / "other").exists()
+    assert not r.play(gone)["localhost"]["changed"]
+
+
+def test_local_failed_put_changes_nothing(tmp_path, srcdir):
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / "plugin0").write_bytes(b"old")
+    r = Runner(tmp_path)
+    args = {
+        "upload_dir": str(tmp_path / "no-such-dir"),
+        "files": [{"src": str(srcdir) + "/", "dest": str(node)}],
+    }
+    res = r.play(args)["localhost"]
+    assert res["failed"] and "localhost: uploading to " in res["msg"]
+    assert os.listdir(node) == ["plugin0"] and read(node / "plugin0") == b"old"
+
+
+def test_local_bad_input_names_host_value_and_expectation(tmp_path):
+    r = Runner(tmp_path)
+    res = r.play({"files": [{"content": "x", "dest": "/tmp/x", "mode": 755}]})["localhost"]
+    assert res["failed"] and res["msg"] == (
+        "localhost: files[0].mode: 755 is not a mode; expected a quoted octal string such as '0755'"
+    )
+    res = r.play({"files": [{"content": "x", "dest": "relative"}]})["localhost"]
+    assert "localhost: files[0].dest: 'relative' is not an absolute path" in res["msg"]
+    res = r.play({"files": [], "bogus": 1})["localhost"]
+    assert res["failed"] and "bogus" in res["msg"]
+
+
+def test_local_diff_and_secret_with_vvv(tmp_path):
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / "plain").write_bytes(b"old plain\n")
+    r = Runner(tmp_path)
+    secret = "S3CR3T-" + os.urandom(8).hex()
+    args = {
+        "files": [
+            {"content": "new plain\n", "dest": f"{node}/plain"},
+            {"content": secret, "dest": f"{node}/token", "secret": True},
+        ],
+        "upload_dir": str(tmp_path),
+    }
+    r.play(args, diff=True, extra=["-vvv"])
+    out = r.output
+    assert f"--- before: {node}/plain" in out and f"+++ after: {node}/plain" in out
+    assert (
+        f"-sha256: {sha(b'old plain' + bytes([10]))}" in out
+        and f"+sha256: {sha(b'new plain' + bytes([10]))}" in out
+    )
+    assert f"+++ after: {node}/token" in out and "+sha256: (secret)" in out
+    assert secret not in out and sha(secret.encode()) not in out
+    assert read(node / "token").decode() == secret
+
+
+# ---------------------------------------------------------------- (b) Python-less SSH nodes
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    miss = missing_tools()
+    if miss:
+        pytest.skip(f"missing: {', '.join(miss)} (apt: dropbear-bin busybox-static openssh-sftp-server sudo)")
+    t = Target(str(tmp_path_factory.mktemp("target")), nodes=1).up()
+    yield t
+    t.down()
+
+
+def ssh_runner(target, tmp, transfer="sftp", user="root", **kw):
+    inv = target.inventory(os.path.join(tmp, f"inv-{transfer}-{user}"), user=user, transfer=transfer)
+    return Runner(tmp, hosts="xcluster", inventory=inv, wrap=target.wrap([]), **kw)
+
+
+def test_ssh_node_has_no_python(target, tmp_path):
+    r = target.ssh(1, "python3 -c 1; echo rc=$?; readlink -f /proc/$$/exe; type sha256sum tar", check=False)
+    assert "rc=126" in r.stdout or "rc=127" in r.stdout
+    assert "sha256sum is sha256sum" in r.stdout  # a busybox applet, not /usr/bin/sha256sum
+    res = ssh_runner(target, str(tmp_path)).play({"files": [{"content": "x", "dest": "/tmp/np/x"}]})
+    assert res["vm-001"]["changed"] and read(target.node_path(1, "/tmp/np/x")) == b"x"
+
+
+@pytest.mark.parametrize("transfer", ["sftp", "scp", "piped", "smart"])
+def test_ssh_transfer_methods(target, tmp_path, srcdir, transfer):
+    dest = f"/tmp/{transfer}/bin"
+    r = ssh_runner(target, str(tmp_path), transfer)
+    args = {
+        "files": [{"src": str(srcdir) + "/", "dest": dest}, {"content": "c\n", "dest": f"/tmp/{transfer}/c"}]
+    }
+    res = r.play(args)["vm-001"]
+    assert res["changed"] and res["transport"] == "tar" and len(res["transferred"]) == 6
+    host_view = target.node_path(1, dest)
+    assert tree(host_view) == tree(str(srcdir))
+    res = r.play(args)["vm-001"]
+    assert not res["changed"] and res["round_trips"] == 1 and res["bytes_transferred"] == 0
+    (srcdir / "plugin2").write_bytes(b"v2")
+    res = r.play(args)["vm-001"]
+    assert res["transferred"] == [f"{dest}/plugin2"] and res["transport"] == "files"
+    assert read(os.path.join(host_view, "plugin2")) == b"v2"
+    assert not [n for n in os.listdir(target.node_path(1, "/tmp")) if n.startswith(".xcm-")]
+
+
+def test_ssh_become_from_a_non_root_user(target, tmp_path, srcdir):
+    r = ssh_runner(target, str(tmp_path), user="xcmuser")
+    args = {
+        "files": [{"src": str(srcdir) + "/", "dest": "/tmp/become/bin"}, {"content": "k", "dest": "/root/k"}]
+    }
+    res = r.play(args)["vm-001"]  # without become: /root is not the user's
+    assert res["failed"] and "vm-001: the finalize step failed" in res["msg"]
+    assert not os.path.exists(target.node_path(1, "/root/k"))
+    res = r.play(args, become=True)["vm-001"]
+    assert res["changed"] and len(res["transferred"]) == 6, res
+    for p in ("/tmp/become/bin/plugin0", "/root/k"):
+        st = os.stat(target.node_path(1, p))
+        assert (st.st_uid, st.st_gid) == (0, 0), p  # the become user's, not xcmuser's
+    assert read(target.node_path(1, "/root/k")) == b"k"
+    assert not r.play(args, become=True)["vm-001"]["changed"]
+    # leftovers of the failed run: the upload by xcmuser was removed, nothing left in /tmp
+    assert not [n for n in os.listdir(target.node_path(1, "/tmp")) if n.startswith(".xcm-up.xcmuser")]
+
+
+def test_ssh_secret_never_shown_even_with_vvv(target, tmp_path):
+    r = ssh_runner(target, str(tmp_path))
+    secret = "S3CR3T-" + os.urandom(8).hex()
+    files = [{"content": secret, "dest": "/tmp/sec/token", "secret": True}]
+    r.play({"files": files}, diff=True, extra=["-vvv"])
+    r.play({"files": files}, diff=True, extra=["-vvv"])  # second run: the node's checksum is read
+    assert secret not in r.output and sha(secret.encode()) not in r.output
+    assert "censored" in r.output
+    # the same without secret: -vvv does show the node's answer (the test above can fail)
+    r.play({"files": [{"content": secret, "dest": "/tmp/sec/plain"}]}, extra=["-vvv"])
+    r.play({"files": [{"content": secret, "dest": "/tmp/sec/plain"}]}, extra=["-vvv"])
+    assert sha(secret.encode()) in r.output
+
+
+def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(os.urandom(1_000_000))
+    new.write_bytes(os.urandom(60_000_000))
+    r = ssh_runner(target, str(tmp_path))
+    dest = "/tmp/kill/big"
+    assert r.play({"files": [{"src": str(old), "dest": dest}]})["vm-001"]["changed"]
+    node_tmp = target.node_path(1, "/tmp")
+    # slow the controller -> node link down (inside our namespace) to kill mid-file
+    tbf = [
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "v1",
+        "root",
+        "tbf",
+        "rate",
+        "40mbit",
+        "burst",
+        "64kb",
+        "latency",
+        "500ms",
+    ]
+    subprocess.run(target.wrap(tbf), check=True)
+    try:
+        p = r.play({"files": [{"src": str(new), "dest": dest}]}, popen=True)
+        deadline, seen = time.time() + 60, 0
+        while time.time() < deadline and seen < 5_000_000:
+            ups = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.root.")]
+            seen = os.path.getsize(os.path.join(node_tmp, ups[0])) if ups else 0
+            time.sleep(0.05)
+        assert 5_000_000 <= seen < 60_000_000, "could not catch the upload in flight"
+        # ansible's workers run in their own session: kill everything in the controller
+        # namespace (ansible, workers, ssh clients, the ssh mux master)
+        assert target.kill_controller()
+        p.wait()
+        size = -1
+        while size != os.path.getsize(os.path.join(node_tmp, ups[0])):  # the node saw the end
+            size = os.path.getsize(os.path.join(node_tmp, ups[0]))
+            time.sleep(0.5)
+        assert size < 60_000_000
+    finally:
+        subprocess.run(target.wrap(["tc", "qdisc", "del", "dev", "v1", "root"]), check=False)
+    assert sha(read(target.node_path(1, dest))) == sha(read(old))  # old content, whole
+    left = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
+    assert left, "the partial upload should still be there for the next run to clean"
+    res = r.play({"files": [{"src": str(new), "dest": dest}]})["vm-001"]
+    assert res["changed"] and sorted(os.path.basename(c) for c in res["cleaned"]) == sorted(left)
+    assert sha(read(target.node_path(1, dest))) == sha(read(new))
+    assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
+    assert not [n for n in os.listdir(target.node_path(1, "/tmp/kill")) if n.startswith(".xcm-")]
