@@ -231,10 +231,12 @@ def _validate_any(ctx, value, template, path):
 
 
 def _get(template, key):
-    try:
+    """template[key] if the template has that shape, else None (templates only feed messages)."""
+    if isinstance(template, dict):
+        return template.get(key)
+    if isinstance(template, (list, tuple)) and isinstance(key, int) and key < len(template):
         return template[key]
-    except (KeyError, IndexError, TypeError):
-        return None
+    return None
 
 
 def _validate_string(ctx, value, template, path):
@@ -425,6 +427,12 @@ def check_inventory(indexes, configs, host_configs=None):
     if not isinstance(host_configs, dict):
         raise NodeIndexError(
             f"host_configs {host_configs!r} are invalid; expected a dict host -> {{name -> template}}"
+        )
+    unknown = sorted(set(host_configs) - set(indexes), key=str)
+    if unknown:
+        raise NodeIndexError(
+            f"host_configs name hosts {unknown} that have no index; expected hosts from indexes "
+            f"{sorted(indexes, key=str)}"
         )
     owner = {}
     for host in sorted(indexes, key=str):

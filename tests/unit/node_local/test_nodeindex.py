@@ -503,6 +503,7 @@ def test_check_inventory_duplicate_index():
         ({"vm-001": 1}, [], None, r"configs \[\] are invalid"),
         ({"vm-001": 1}, {}, [], r"host_configs \[\] are invalid"),
         ({"vm-001": 1}, {}, {"vm-001": "x"}, r"host vm-001: host_configs entry 'x' is invalid"),
+        ({"vm-001": 1}, {}, {"vm-01": {}}, r"host_configs name hosts \['vm-01'\] that have no index"),
         (
             {"vm-256": 256},
             {"default": XCLUSTER_DEFAULT},
