@@ -18,6 +18,9 @@ description:
   - An explicit O(index) overrides the pattern; use it for hosts not named C(vm-NNN).
   - C(vm-000), C(vm), C(node-a), an index below 1 or a pattern without a capturing group raise
     an error naming the host and the value.
+  - The node-local IPAM script takes the index from C(/etc/cni/node-local/.index) when that file
+    exists (write this filter's result there, one line) and else from the host name with the
+    default pattern, so hosts not named C(vm-NNN) need the file.
 positional: pattern, index
 options:
   _input:
