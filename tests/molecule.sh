@@ -7,8 +7,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" # molecule finds the collection (galaxy.yml) and extensions/molecule/config.yml here
 export PATH=$REPO/.venv/bin:$PATH
 command -v molecule >/dev/null || { echo "molecule.sh: molecule not found: make venv" >&2; exit 1; }
-# The interactive lab's prefix/slot are not the scenarios' (they pick their own).
-unset LAB_PREFIX LAB_NET
+# The interactive lab's prefix, slot and size are not the scenarios' (each sets its own).
+unset LAB_PREFIX LAB_NET LAB_NODES
 if [ $# -eq 0 ]; then
 	exec molecule test --all
 fi

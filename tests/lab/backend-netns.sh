@@ -65,25 +65,19 @@ _netns_whiteout() {
 	mknod "$up/$rel" c 0 0
 }
 
-_netns_prepare_fs() {
-	local n=$1 d up t e name
-	d=$(lab_node_dir "$n")
-	up=$d/upper
-	name=$(lab_node_name "$n")
-	for t in $_netns_overlays; do mkdir -p "$up/$t" "$d/work/$t"; done
-	mkdir -p "$d/run" "$d/tmp"
-	chmod 1777 "$d/tmp"
+# What every node's upper dirs start with, made once per lab in $STATE/template (whiteouts are
+# character devices 0/0; `cp -a` copies them): users, hosts, authorized key, profile, sftp
+# links, and the whiteouts that hide root's home, /opt and every Python.
+_netns_template() {
+	local up=$STATE/template/upper t e
+	for t in $_netns_overlays; do mkdir -p "$up/$t"; done
 	chmod 700 "$up/root"
-	# Identity, users, host key.
-	echo "$name" >"$up/etc/hostname"
 	{
 		printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n'
 		for e in $(lab_nodes_seq); do printf '%s\t%s\n' "$(lab_mgmt4 "$e")" "$(lab_node_name "$e")"; done
 	} >"$up/etc/hosts"
 	awk -F: -v OFS=: '$1 == "root" {$7 = "/bin/sh"} {print}' /etc/passwd >"$up/etc/passwd"
-	mkdir -p "$up/etc/dropbear"
-	cp "$d/dropbear_ed25519_host_key" "$up/etc/dropbear/dropbear_ed25519_host_key"
-	chmod 600 "$up/etc/dropbear/dropbear_ed25519_host_key"
+	mkdir -p -m 755 "$up/etc/dropbear"
 	# root's home: nothing of the host's (e.g. /root/.pyenv), only the lab key and a profile.
 	for e in /root/* /root/.[!.]* /root/..?* /root/.ssh/* /root/.ssh/.[!.]*; do
 		case $e in /root/.ssh | /root/.profile | /root/.ssh/authorized_keys) ;; *) _netns_whiteout "$up" "$e" ;; esac
@@ -91,7 +85,6 @@ _netns_prepare_fs() {
 	mkdir -p -m 700 "$up/root/.ssh"
 	cp "$STATE/id_ed25519.pub" "$up/root/.ssh/authorized_keys"
 	chmod 600 "$up/root/.ssh/authorized_keys"
-	printf 'PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nPS1="%s# "\n' "$name" >"$up/root/.profile"
 	# /opt starts empty, as on a fresh VM.
 	for e in /opt/* /opt/.[!.]*; do _netns_whiteout "$up" "$e"; done
 	# No Python: every interpreter name in the bin directories, and $LAB_HIDE.
@@ -103,17 +96,32 @@ _netns_prepare_fs() {
 	mkdir -p "$up/usr/libexec" "$up/usr/lib"
 	ln -s /usr/lib/openssh/sftp-server "$up/usr/libexec/sftp-server"
 	[ -e /usr/lib/sftp-server ] || ln -s /usr/lib/openssh/sftp-server "$up/usr/lib/sftp-server"
+	# The top-level trees a node does not see.
+	_netns_covers=""
+	for t in /*; do
+		[ -d "$t" ] && [ ! -L "$t" ] || continue
+		case $_netns_keep_top in *" ${t#/} "*) continue ;; esac
+		_netns_covers="$_netns_covers $t"
+	done
+}
+
+_netns_prepare_fs() {
+	local n=$1 d up name
+	d=$(lab_node_dir "$n")
+	up=$d/upper
+	name=$(lab_node_name "$n")
+	cp -a "$STATE/template/upper" "$up"
+	mkdir -p "$d/run" "$d/tmp" "$d/work/etc" "$d/work/opt" "$d/work/var" "$d/work/usr" "$d/work/root"
+	chmod 1777 "$d/tmp"
+	echo "$name" >"$up/etc/hostname"
+	printf 'PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nPS1="%s# "\n' "$name" >"$up/root/.profile"
+	cp -p "$d/dropbear_ed25519_host_key" "$up/etc/dropbear/dropbear_ed25519_host_key"
 }
 
 # The node's init script (POSIX sh, runs as PID 1 of the node's PID namespace).
 _netns_init_script() {
-	local n=$1 d t covers="" run_last
+	local n=$1 d t run_last
 	d=$(lab_node_dir "$n")
-	for t in /*; do
-		[ -d "$t" ] && [ ! -L "$t" ] || continue
-		case $_netns_keep_top in *" ${t#/} "*) continue ;; esac
-		covers="$covers $t"
-	done
 	echo "set -e"
 	echo "hostname $(lab_node_name "$n")"
 	for t in $_netns_overlays; do
@@ -131,7 +139,7 @@ _netns_init_script() {
 		echo "mount --bind $d/run /run"
 		echo "mount --bind $d/tmp /tmp"
 	fi
-	for t in $covers; do
+	for t in $_netns_covers; do
 		echo "mount -t tmpfs -o ro,size=4k,mode=755 lab-hidden $t"
 	done
 	echo "exec dropbear -F -E -s -j -k -p 22 -P /run/dropbear.pid -r /etc/dropbear/dropbear_ed25519_host_key"
@@ -139,6 +147,7 @@ _netns_init_script() {
 
 backend_up() {
 	local n ns i name d
+	_netns_template
 	# Namespaces first (names recorded before they exist), then every veth in one batch.
 	for n in $(lab_nodes_seq); do
 		ns=$(_netns_ns "$n")

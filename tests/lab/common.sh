@@ -238,18 +238,22 @@ lab_fabric_down() {
 }
 
 lab_keys() {
-	local n d
+	local n d pids=() pid
 	ssh-keygen -q -t ed25519 -N '' -C "xcluster-multus-lab-$LAB_PREFIX" -f "$STATE/id_ed25519"
-	: >"$STATE/known_hosts"
 	for n in $(lab_nodes_seq); do
 		d=$(lab_node_dir "$n")
 		mkdir -p "$d"
-		dropbearkey -t ed25519 -f "$d/dropbear_ed25519_host_key" >/dev/null 2>&1 ||
-			lab_die "dropbearkey failed for $(lab_node_name "$n")"
-		printf '%s,%s,%s %s\n' "$(lab_node_name "$n")" "$(lab_mgmt4 "$n")" "$(lab_mgmt6 "$n")" \
-			"$(dropbearkey -y -f "$d/dropbear_ed25519_host_key" | awk '/^ssh-/ {print $1, $2}')" \
-			>>"$STATE/known_hosts"
+		(
+			dropbearkey -t ed25519 -f "$d/dropbear_ed25519_host_key" >/dev/null 2>&1 ||
+				lab_die "dropbearkey failed for $(lab_node_name "$n")"
+			printf '%s,%s,%s %s\n' "$(lab_node_name "$n")" "$(lab_mgmt4 "$n")" "$(lab_mgmt6 "$n")" \
+				"$(dropbearkey -y -f "$d/dropbear_ed25519_host_key" | awk '/^ssh-/ {print $1, $2}')" \
+				>"$d/known_host"
+		) &
+		pids+=($!)
 	done
+	for pid in "${pids[@]}"; do wait "$pid" || lab_die "could not make the nodes' host keys"; done
+	for n in $(lab_nodes_seq); do cat "$(lab_node_dir "$n")/known_host"; done >"$STATE/known_hosts"
 }
 
 lab_ssh_config() {
