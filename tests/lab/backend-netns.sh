@@ -77,12 +77,13 @@ _netns_template() {
 		for e in $(lab_nodes_seq); do printf '%s\t%s\n' "$(lab_mgmt4 "$e")" "$(lab_node_name "$e")"; done
 	} >"$up/etc/hosts"
 	awk -F: -v OFS=: '$1 == "root" {$7 = "/bin/sh"} {print}' /etc/passwd >"$up/etc/passwd"
-	mkdir -p -m 755 "$up/etc/dropbear"
+	mkdir -p "$up/etc/dropbear"
 	# root's home: nothing of the host's (e.g. /root/.pyenv), only the lab key and a profile.
 	for e in /root/* /root/.[!.]* /root/..?* /root/.ssh/* /root/.ssh/.[!.]*; do
 		case $e in /root/.ssh | /root/.profile | /root/.ssh/authorized_keys) ;; *) _netns_whiteout "$up" "$e" ;; esac
 	done
-	mkdir -p -m 700 "$up/root/.ssh"
+	mkdir -p "$up/root/.ssh"
+	chmod 700 "$up/root/.ssh"
 	cp "$STATE/id_ed25519.pub" "$up/root/.ssh/authorized_keys"
 	chmod 600 "$up/root/.ssh/authorized_keys"
 	# /opt starts empty, as on a fresh VM.
@@ -185,7 +186,7 @@ _netns_record_init() {
 	local n=$1 d pid child="" i
 	d=$(lab_node_dir "$n")
 	pid=$(cat "$d/init.pid")
-	for i in $(seq 1 250); do
+	for i in $(seq 1 500); do
 		child=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)
 		child=${child%% *}
 		if [ -n "$child" ] && [ "$(readlink "/proc/$child/exe" 2>/dev/null)" = "$(command -v dropbear)" ]; then

@@ -44,6 +44,25 @@ _t_route_guard() {
 	fi
 }
 
+# The same guard is in ssh_config: through a copy whose guard expects another interface, ssh
+# must refuse to connect.
+_t_ssh_guard() {
+	local tmp out
+	tmp=$(mktemp -d)
+	sed "s/ dev $MGMT_IF / dev lo /" "$STATE/route-guard" >"$tmp/route-guard"
+	chmod 755 "$tmp/route-guard"
+	sed "s|$STATE/route-guard|$tmp/route-guard|" "$STATE/ssh_config" >"$tmp/ssh_config"
+	if out=$(ssh -F "$tmp/ssh_config" vm-001 true 2>&1 </dev/null); then
+		_t_fail "ssh_config's route guard refuses to connect when the route is not the lab's" "$out"
+	else
+		case $out in
+		*"lab route guard"*) _t_ok "ssh_config's route guard refuses to connect when the route is not the lab's" ;;
+		*) _t_fail "ssh_config's route guard refuses to connect when the route is not the lab's" "$out" ;;
+		esac
+	fi
+	rm -rf "$tmp"
+}
+
 _t_fabric() {
 	local i want got out=""
 	for i in 0 1 2 3 4; do
@@ -239,6 +258,7 @@ lab_selftests() {
 	echo "# lab self-tests: lab $LAB_PREFIX, LAB=$LAB, $LAB_NODES nodes, slot $LAB_NET"
 	_t_route_guard
 	lab_route_guard # nothing goes to a node unless the guard holds
+	_t_ssh_guard
 	_t_fabric
 	_t_nodes
 	_t_no_python
