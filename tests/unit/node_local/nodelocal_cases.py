@@ -112,7 +112,13 @@ ONE_LINE_TEXT = (
 )
 ONE_LINE = json.loads(ONE_LINE_TEXT)
 
-# name -> (template, file text as written on a node)
+# Strings at the edges of the placeholder rule.
+TRICKY = [
+    ".x", "..x", ".xx", ".x_", ".x9", ".xZ", ".X", "x.x", ".x%", "%%", "%.x", ".xé", "é.x€", "1100::x:0",
+    ".x-", ".x.", "a.x.x.x", ".x\n.x", '".x"', "\\.x", "\x00.x%", "", "no placeholder", "x", "%",
+]  # fmt: skip
+
+# name -> template
 TEMPLATES = {
     "xcluster-default": XCLUSTER_DEFAULT,
     "xcluster-macvlan": XCLUSTER_MACVLAN,

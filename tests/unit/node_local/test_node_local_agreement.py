@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.xcluster.multus.plugins.filter.node_subst import FilterModule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nodelocal_cases import TEMPLATES, file_text, have, plugin_config, run_script
+from nodelocal_cases import TEMPLATES, TRICKY, file_text, have, plugin_config, run_script
 
 pytestmark = pytest.mark.skipif(not have("jq", "busybox", "dash"), reason="needs jq, busybox and dash")
 
@@ -59,7 +59,8 @@ def _run_all(jobs):
 
 def test_every_index_every_template(tmp_path):
     """All templates in one file (one line), for every index 1..254; each file alone on a sample."""
-    combined = {"cniVersion": "0.4.0", "name": "all", "ipam": {"type": "host-local", "templates": TEMPLATES}}
+    ipam = {"type": "host-local", "templates": TEMPLATES, "tricky": TRICKY}
+    combined = {"cniVersion": "0.4.0", "name": "all", "ipam": ipam}
     files = {"all": json.dumps(combined, separators=(",", ":")) + "\n"}
     files.update({name: file_text(name) for name in TEMPLATES})
     dirs = {i: _node_dir(tmp_path, i, files) for i in INDEXES}
@@ -76,6 +77,7 @@ def test_every_index_every_template(tmp_path):
         if cfg == "all":
             for name, tpl in TEMPLATES.items():
                 assert got["ipam"]["templates"][name] == node_subst(tpl, index, validate=False)
+            assert got["ipam"]["tricky"] == node_subst(TRICKY, index, validate=False)
 
 
 def test_outer_config_kept(tmp_path):

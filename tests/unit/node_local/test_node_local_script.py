@@ -41,18 +41,26 @@ pytestmark = [
 # ---------------------------------------------------------------------------------- fixtures
 
 
-def _netns_add():
-    name = f"nlt-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    return name
+@pytest.fixture
+def make_netns():
+    """Creates network namespaces of our own (unique names); all removed afterwards."""
+    made = []
+
+    def make():
+        name = f"nlt-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.fixture
-def netns():
-    """A network namespace of our own (a pod); removed afterwards."""
-    name = _netns_add()
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
+def netns(make_netns):
+    """A network namespace of our own (a pod)."""
+    return make_netns()
 
 
 @pytest.fixture
@@ -269,60 +277,52 @@ def test_fifty_adds_at_once(node, netns):
 # ------------------------------------------------------- inside a real plugin (macvlan), a pod
 
 
-def test_as_ipam_of_the_real_macvlan_plugin(node, tmp_path):
+def test_as_ipam_of_the_real_macvlan_plugin(node, tmp_path, make_netns):
     """macvlan (real) on a node namespace with master eth3 calls node-local from CNI_PATH for a pod."""
-    node_ns, pod_ns = _netns_add(), _netns_add()
-    try:
-        subprocess.run(
-            ["ip", "-n", node_ns, "link", "add", "eth3", "type", "veth", "peer", "name", "eth3-peer"],
-            check=True,
-        )
-        for ns in (node_ns, pod_ns):  # no IPv6 DAD wait (macvlan waits for addresses to settle)
-            for conf in ("all", "default"):
-                sysctl = f"net.ipv6.conf.{conf}.accept_dad=0"
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", sysctl], check=True)
-        for dev in ("eth3", "eth3-peer"):
-            subprocess.run(["ip", "-n", node_ns, "link", "set", dev, "up"], check=True)
-        bindir = tmp_path / "bin"
-        bindir.mkdir()
-        shutil.copy(SCRIPT, bindir / "node-local")  # run by its #!/bin/sh line
-        (bindir / "host-local").symlink_to(HOST_LOCAL)
-        env = node.env(netns=_ns_path(pod_ns), container="pod-1", CNI_PATH=f"{bindir}:{CNI_DIR}")
-        del env["NODE_LOCAL_HOST_LOCAL"]
-        env["PATH"] = os.environ["PATH"]
-        conf = plugin_config("macvlan")
+    node_ns, pod_ns = make_netns(), make_netns()
+    subprocess.run(
+        ["ip", "-n", node_ns, "link", "add", "eth3", "type", "veth", "peer", "name", "eth3-peer"], check=True
+    )
+    for ns in (node_ns, pod_ns):  # no IPv6 DAD wait (macvlan waits for addresses to settle)
+        for conf in ("all", "default"):
+            sysctl = f"net.ipv6.conf.{conf}.accept_dad=0"
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", sysctl], check=True)
+    for dev in ("eth3", "eth3-peer"):
+        subprocess.run(["ip", "-n", node_ns, "link", "set", dev, "up"], check=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(SCRIPT, bindir / "node-local")  # run by its #!/bin/sh line
+    (bindir / "host-local").symlink_to(HOST_LOCAL)
+    env = node.env(netns=_ns_path(pod_ns), container="pod-1", CNI_PATH=f"{bindir}:{CNI_DIR}")
+    del env["NODE_LOCAL_HOST_LOCAL"]
+    env["PATH"] = os.environ["PATH"]
+    conf = plugin_config("macvlan")
 
-        def macvlan(command, prev=None):
-            return subprocess.run(
-                ["ip", "netns", "exec", node_ns, str(CNI_DIR / "macvlan")],
-                input=json.dumps(conf if prev is None else {**conf, "prevResult": prev}),
-                env={**env, "CNI_COMMAND": command},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-
-        add = macvlan("ADD")
-        assert add.returncode == 0, add.stdout + add.stderr
-        result = json.loads(add.stdout)
-        addrs = {str(i) for i in _ips(result)}
-        shown = subprocess.run(
-            ["ip", "-n", pod_ns, "-j", "addr", "show", "dev", "net2"],
+    def macvlan(command, prev=None):
+        return subprocess.run(
+            ["ip", "netns", "exec", node_ns, str(CNI_DIR / "macvlan")],
+            input=json.dumps(conf if prev is None else {**conf, "prevResult": prev}),
+            env={**env, "CNI_COMMAND": command},
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
-        in_pod = {f"{a['local']}/{a['prefixlen']}" for a in json.loads(shown.stdout)[0]["addr_info"]}
-        assert addrs <= in_pod, (addrs, in_pod)
-        assert all(_in_node_range(ipaddress.ip_interface(a), 7) for a in addrs)
-        check = macvlan("CHECK", result)
-        assert check.returncode == 0, check.stdout + check.stderr
-        dele = macvlan("DEL", result)
-        assert dele.returncode == 0, dele.stdout + dele.stderr
-        assert node.leases() == {}
-    finally:
-        for ns in (pod_ns, node_ns):
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+    add = macvlan("ADD")
+    assert add.returncode == 0, add.stdout + add.stderr
+    result = json.loads(add.stdout)
+    addrs = {str(i) for i in _ips(result)}
+    shown = subprocess.run(
+        ["ip", "-n", pod_ns, "-j", "addr", "show", "dev", "net2"], capture_output=True, text=True, check=True
+    )
+    in_pod = {f"{a['local']}/{a['prefixlen']}" for a in json.loads(shown.stdout)[0]["addr_info"]}
+    assert addrs <= in_pod, (addrs, in_pod)
+    assert all(_in_node_range(ipaddress.ip_interface(a), 7) for a in addrs)
+    check = macvlan("CHECK", result)
+    assert check.returncode == 0, check.stdout + check.stderr
+    dele = macvlan("DEL", result)
+    assert dele.returncode == 0, dele.stdout + dele.stderr
+    assert node.leases() == {}
 
 
 # -------------------------------------------------------------------------------- bad input
@@ -337,7 +337,8 @@ class Bad:
 
 
 def _writes(name, text):
-    return lambda node: (node.dir / name).write_text(text)
+    """Setup: write a file into the node-local dir (@data: the test's lease dir)."""
+    return lambda node: (node.dir / name).write_text(text.replace("@data", str(node.data)))
 
 
 mac = plugin_config("macvlan")
@@ -374,7 +375,9 @@ BAD = {
         7,
         r"invalid config",
         r"ipam.type \"whereabouts\"",
-        setup=_writes("bad", '{"ipam":{"type":"whereabouts","range":"198.18.0.0/24"}}'),
+        setup=_writes(
+            "bad", '{"ipam":{"type":"whereabouts","ranges":[[{"subnet":"198.18.0.0/24"}]],"dataDir":"@data"}}'
+        ),
     ),
     "stdin-not-json": Bad("{cniVersion", 6, r"not a JSON object"),
     "stdin-empty": Bad("", 6, r"not a JSON object"),
