@@ -91,7 +91,7 @@ class ActionModule(ActionBase):
                         trips += 1
             except BaseException:
                 if uploads:  # best effort; leftovers are cleaned by the next run anyway
-                    self._low_level_execute_command("rm -f " + " ".join(push.q(u) for u, _ in uploads))
+                    self._low_level_execute_command("rm -f " + " ".join(push.q(u[0]) for u in uploads))
                 raise
             finally:
                 shutil.rmtree(local_tmp, ignore_errors=True)

@@ -155,10 +155,11 @@ attributes:
     support: full
     description: sha256, mode and owner before and after, for each changed path.
   platform:
+    support: full
     platforms: posix
     description: Any POSIX node with sh and the busybox (or GNU) applets listed above.
 author:
-  - xcluster.multus contributors
+  - xcluster.multus contributors (@xcluster-multus)
 """
 
 EXAMPLES = r"""

@@ -473,7 +473,7 @@ def finalize_command(p, uploads, tar_compressed=False):
     staged and given their mode/owner there, then renamed into place with mv -f.
     """
     lines = ["set -e", "umask 022"]
-    upl = " ".join(q(u) for u, _ in uploads)
+    upl = " ".join(q(u[0]) for u in uploads)
     lines.append(f"trap 'rm -rf $XT {upl}' EXIT" if upl else "trap 'rm -rf $XT' EXIT")
     lines.append("XT=")
     if p.cleanup:
