@@ -386,7 +386,7 @@ lab_close_control_masters() {
 }
 
 lab_up() {
-	local t0=$SECONDS start
+	local start
 	start=$(date +%s.%N)
 	lab_common_check
 	backend_check
@@ -416,7 +416,6 @@ lab_up() {
 	trap - EXIT
 	lab_log "up: $LAB_NODES nodes (LAB=$LAB, slot $LAB_NET) in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')s"
 	lab_log "inventory: $STATE/inventory.yml; ssh: ssh -F $STATE/ssh_config vm-001"
-	: "$t0"
 }
 
 lab_down() {
