@@ -22,6 +22,10 @@
 LAB_VM_MEM=${LAB_VM_MEM:-512}
 LAB_VM_QEMU=${LAB_VM_QEMU:-qemu-system-x86_64}
 
+# The kernel's command line. The crypto self-tests (cryptomgr, the KDF and encrypted-keys
+# initcalls) cost a VM under TCG 1-2 s of CPU per boot and test nothing the lab needs.
+_vm_append="console=ttyS0 quiet panic=-1 cryptomgr.notests initcall_blacklist=crypto_kdf108_init,init_encrypted"
+
 _vm_mac() { printf '02:00:00:00:%02x:%02x' "$2" "$1"; }
 
 backend_check() {
@@ -98,7 +102,7 @@ backend_up() {
 		d=$(lab_node_dir "$n")
 		name=$(lab_node_name "$n")
 		_vm_node_tree "$n"
-		{ cat "$initrd" && (cd "$d/root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1); } \
+		{ cat "$initrd" && (cd "$d/root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet); } \
 			>"$d/initrd" || lab_die "$name: could not make its initramfs"
 		nics=()
 		for i in 0 1 2 3 4; do
@@ -113,7 +117,7 @@ backend_up() {
 			-accel tcg,tb-size=32 -cpu max -smp 1 -m "$LAB_VM_MEM" \
 			-nodefaults -no-user-config -display none -no-reboot \
 			-serial "file:$d/console.log" \
-			-kernel "$kernel" -initrd "$d/initrd" -append "console=ttyS0 quiet panic=-1" \
+			-kernel "$kernel" -initrd "$d/initrd" -append "$_vm_append" \
 			"${nics[@]}" -daemonize -pidfile "$d/qemu.pid" \
 			</dev/null >"$d/qemu.log" 2>&1 9>&- ||
 			lab_die "$name: qemu failed: $(tail -n 5 "$d/qemu.log")"
@@ -170,4 +174,134 @@ backend_down() {
 			ip -n "$FABRIC" link del dev "$l" || lab_die "could not delete tap $l in $FABRIC"
 		done
 	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# The VM lab's own self-tests, run by `lab test` after the shared ones (selftests.sh calls
+# backend_selftests when the backend defines it; it provides _t_ok, _t_fail, _t_check).
+# Addresses: the lab self-test range 198.19.240.0/21 (common.sh): 198.19.24I.N/24 and
+# 2001:db8:24I::N/64 directly on ethI (I = 2, 3, 4), 198.19.240.N/24 and 2001:db8:240::N/64 on
+# an ipvlan over eth2. All are removed afterwards and each ethI is left as it was.
+
+# ssh to a node through a shared connection ($STATE/cp, closed by `lab down`): a new ssh
+# handshake costs a VM under TCG about a second of CPU.
+_vm_ssh() {
+	ssh -F "$STATE/ssh_config" -o ControlMaster=auto -o "ControlPath=$STATE/cp/%C" \
+		-o ControlPersist=60s "$@"
+}
+
+# Run sh script $1 on every node in parallel, as `sh -s -- ARGS` ($2...); print
+# "vm-00N: line" for each line of output. In the script and ARGS, @N@ is the node's index.
+_vm_on_all() {
+	local script=$1 n name dir pids=() pid
+	shift
+	dir=$(mktemp -d)
+	for n in $(lab_nodes_seq); do
+		name=$(lab_node_name "$n")
+		{ printf '%s\n' "$script" | sed "s/@N@/$n/g" |
+			_vm_ssh "$name" sh -s -- "${@//@N@/$n}" >"$dir/$n" 2>&1 ||
+			echo "exit status $?" >>"$dir/$n"; } &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || true; done
+	for n in $(lab_nodes_seq); do
+		sed "s/^/$(lab_node_name "$n"): /" "$dir/$n"
+	done
+	rm -rf "$dir"
+}
+
+# The userland the collection relies on is busybox's (with iproute2 ip and jq), and it does
+# what the collection's node commands need (tests/lab/vm/userland-check).
+_vm_t_userland() {
+	local py tmp sum out n name
+	py=python3
+	[ -x "$REPO_DIR/.venv/bin/python" ] && py=$REPO_DIR/.venv/bin/python
+	tmp=$(mktemp -d)
+	head -c 65536 /dev/urandom >"$tmp/payload"
+	sum=$(sha256sum <"$tmp/payload" | cut -d' ' -f1)
+	"$py" - "$tmp" <<'PY'
+import io
+import sys
+import tarfile
+
+d = sys.argv[1]
+for name, mode in (("plain.tar", "w"), ("gz.tar", "w:gz")):
+    with tarfile.open(f"{d}/{name}", mode) as t:
+        for m, data in (("m0", open(f"{d}/payload", "rb").read()), ("m1", b'{"a": [1, 2]}\n')):
+            info = tarfile.TarInfo(m)
+            info.mode, info.size = 0o600, len(data)
+            t.addfile(info, io.BytesIO(data))
+PY
+	out=""
+	for n in $(lab_nodes_seq); do
+		name=$(lab_node_name "$n")
+		if ! _vm_ssh "$name" 'cat >/tmp/lab-ul.tar' <"$tmp/plain.tar" >/dev/null 2>&1 ||
+			! _vm_ssh "$name" 'cat >/tmp/lab-ul.tgz' <"$tmp/gz.tar" >/dev/null 2>&1; then
+			out="$out$name: upload failed"$'\n'
+		fi
+	done
+	rm -rf "$tmp"
+	out="$out$(_vm_on_all "$(cat "$LAB_DIR/vm/userland-check")" "$sum" "$MGMT_NET4.@N@")"
+	_t_check "busybox userland (sh, sha256sum, stat -c, tar -x of tarfile tar/tgz, mktemp -d, chmod, chown, mv -f), iproute2 ip (ip -j) and jq on every VM; ping -6; a GNU-only flag fails" "$out"
+}
+
+# Link types the netns lab cannot have: ipvlan (mode l2 on eth2), vlan and dummy (the last two
+# loaded on demand by the kernel through busybox modprobe), created and removed on every VM.
+_vm_t_links() {
+	_t_check "ipvlan (mode l2 on eth2), vlan and dummy links can be created and removed on every VM" "$(_vm_on_all '
+ip link add link eth2 name ipv0 type ipvlan mode l2 || echo "cannot create ipvlan"
+ip -d link show dev ipv0 2>/dev/null | grep -q "ipvlan.*mode l2" || echo "ipv0 is not an ipvlan in mode l2"
+ip link del ipv0 || echo "cannot remove ipv0"
+ip link add link eth2 name eth2.7 type vlan id 7 && ip link del eth2.7 || echo "vlan failed"
+ip link add lab-d0 type dummy && ip link del lab-d0 || echo "dummy failed"
+! ip link show dev ipv0 >/dev/null 2>&1 || echo "ipv0 is still there"')"
+}
+
+# Every VM reaches every other one over device $1 (ethI, or ipv0 = an ipvlan over eth2) with
+# addresses $2.N/24 and $3::N/64, IPv4 (ping) and IPv6 (ping -6).
+_vm_t_mesh() {
+	local dev=$1 net4=$2 net6=$3 lower=$1 setup pings="" cleanup e out
+	[ "$dev" = ipv0 ] && lower=eth2
+	setup="set -e
+if ip -o link show dev $lower | grep -q '[<,]UP[,>]'; then echo 1; else echo 0; fi >/tmp/lab-mesh-$lower.was-up
+ip link set $lower up"
+	[ "$dev" = ipv0 ] && setup="$setup
+ip link add link eth2 name ipv0 type ipvlan mode l2
+ip link set ipv0 up"
+	setup="$setup
+ip address add $net4.@N@/24 dev $dev
+ip -6 address add $net6::@N@/64 dev $dev nodad"
+	for e in $(lab_nodes_seq); do
+		pings="$pings
+[ $e = @N@ ] || ping -c 1 -W 3 $net4.$e >/dev/null || ping -c 1 -W 3 $net4.$e >/dev/null || echo 'no IPv4 reply from $net4.$e'
+[ $e = @N@ ] || ping -6 -c 1 -W 3 $net6::$e >/dev/null || ping -6 -c 1 -W 3 $net6::$e >/dev/null || echo 'no IPv6 reply from $net6::$e'"
+	done
+	cleanup="ip address del $net4.@N@/24 dev $dev 2>/dev/null
+ip -6 address del $net6::@N@/64 dev $dev 2>/dev/null
+[ $dev != ipv0 ] || ip link del ipv0
+[ \"\$(cat /tmp/lab-mesh-$lower.was-up 2>/dev/null)\" = 1 ] || ip link set $lower down
+rm -f /tmp/lab-mesh-$lower.was-up
+[ -z \"\$(ip -o address show dev $lower scope global)\" ] || echo '$lower kept an address'
+! ip link show dev ipv0 >/dev/null 2>&1 || echo 'ipv0 is still there'"
+	out=$(_vm_on_all "$setup")
+	[ -n "$out" ] || out=$(_vm_on_all "$pings")
+	out="$out$(_vm_on_all "$cleanup")"
+	if [ "$dev" = ipv0 ]; then
+		_t_check "every VM reaches every other over an ipvlan (l2) on eth2, IPv4 and IPv6; removed, eth2 left as it was" "$out"
+	else
+		_t_check "every VM reaches every other over $dev, IPv4 and IPv6 (ping, ping -6); $dev left as it was" "$out"
+	fi
+}
+
+backend_selftests() {
+	_vm_t_userland
+	_vm_t_links
+	if [ "$LAB_NODES" -lt 2 ]; then
+		_t_ok "VM mesh over eth2..4 # SKIP one node only"
+		return
+	fi
+	_vm_t_mesh eth2 198.19.242 2001:db8:242
+	_vm_t_mesh eth3 198.19.243 2001:db8:243
+	_vm_t_mesh eth4 198.19.244 2001:db8:244
+	_vm_t_mesh ipv0 198.19.240 2001:db8:240
 }
