@@ -94,6 +94,8 @@ for i in 2 3 4; do
 	[ -z \"\$(ip -o address show dev eth\$i scope global)\" ] || fail \"eth\$i has an address\"
 	if [ -n '$fresh' ] && ip -o link show dev eth\$i | grep -q '[<,]UP[,>]'; then fail \"eth\$i is up\"; fi
 done
+for f in /usr/lib/sftp-server /usr/libexec/sftp-server; do [ -x \$f ] || fail \"no \$f\"; done
+command -v jq >/dev/null || fail 'no jq'
 f=/etc/cni/net.d/10-bridge.conf
 if [ -n '$fresh' ] || [ -e \$f ]; then
 	jq -e '.name == \"cni-x\" and .type == \"bridge\" and .bridge == \"cbr0\" and
@@ -106,7 +108,7 @@ fi
 	for n in "${pids[@]}"; do wait "$n" || true; done
 	out=$(cat "$dir"/*)
 	rm -rf "$dir"
-	_t_check "every node answers over ssh with its own hostname, addresses, eth2..4 without addresses${fresh:+ and DOWN}, base CNI config" "$out"
+	_t_check "every node answers over ssh with its own hostname, addresses, eth2..4 without addresses${fresh:+ and DOWN}, sftp-server at both paths, jq, base CNI config" "$out"
 }
 
 _t_no_python() {
