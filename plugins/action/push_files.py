@@ -65,14 +65,25 @@ class ActionModule(ActionBase):
         sent, transport = 0, None
         if plan.changed and not self._task.check_mode:
             local_tmp = tempfile.mkdtemp(prefix="xcm-push-")
-            uploads = []
+            uploads, extra = [], []
             try:
                 token = secrets.token_hex(8)
                 base = f"{upload_dir.rstrip('/')}/{push.UPLOAD_PREFIX}{user}.{token}"
+                if any(f.secret for f in plan.transfer):
+                    # secret content: upload into a directory only the login user can enter
+                    # (sftp/scp create the upload with the local file's mode, piped's dd with
+                    # the umask): one more round trip, only when secrets move
+                    private = base + ".d"
+                    mk = f"umask 077 && mkdir {push.q(private)} && echo {push.OK_MARK}"
+                    self._run_cmd(mk, False, host, "private upload directory", sudoable=False)
+                    trips += 1
+                    extra.append(private)
+                    base = private + "/u"
                 if len(plan.transfer) > 1 and batch:
                     transport = "tar"
                     local = os.path.join(local_tmp, "push.tar")
                     sent = push.write_tar(local, plan.transfer, compress=compress)
+                    os.chmod(local, 0o600)  # sftp/scp give the upload the local file's mode
                     uploads.append((base + ".tar", None))
                     self._put(local, base + ".tar", host)
                     trips += 1
@@ -90,12 +101,14 @@ class ActionModule(ActionBase):
                         sent += f.size
                         trips += 1
             except BaseException:
-                if uploads:  # best effort; leftovers are cleaned by the next run anyway
-                    self._low_level_execute_command("rm -f " + " ".join(push.q(u[0]) for u in uploads))
+                if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
+                    paths = [u[0] for u in uploads] + extra
+                    self._low_level_execute_command("rm -rf " + " ".join(push.q(p) for p in paths))
                 raise
             finally:
                 shutil.rmtree(local_tmp, ignore_errors=True)
-            cmd = push.finalize_command(plan, uploads, tar_compressed=compress and transport == "tar")
+            zipped = compress and transport == "tar"
+            cmd = push.finalize_command(plan, uploads, tar_compressed=zipped, extra_cleanup=extra)
             self._run_cmd(cmd, False, host, "finalize")
             trips += 1
 
@@ -116,14 +129,14 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise AnsibleActionFail(f"{host}: uploading to {remote} failed: {e}") from None
 
-    def _run_cmd(self, cmd, censor, host, what):
+    def _run_cmd(self, cmd, censor, host, what, sudoable=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
         # the ssh connection logs (rc, stdout, stderr) at -vvv unless its play context says no_log
         pc = getattr(self._connection, "_play_context", None) or self._play_context
         saved = pc.no_log
         pc.no_log = saved or censor
         try:
-            res = self._low_level_execute_command(cmd, sudoable=True)
+            res = self._low_level_execute_command(cmd, sudoable=sudoable)
         finally:
             pc.no_log = saved
         out = res.get("stdout", "")

@@ -36,7 +36,7 @@ description:
     The archive's own layout is kept: flat for cni-plugins (C(./bridge), ...), wrapped in a
     directory for multus (C(multus-cni_<version>_linux_<arch>/multus-cni))."
   - Check mode changes nothing on nodes, so this action runs the same in check mode (lookup,
-    download into the cache, verification, unpacking): later tasks in C(--check) get the
+    download into the cache, verification, unpacking), and later tasks in C(--check) get the
     unpacked files. It always reports C(changed=false).
 options:
   archive:
@@ -69,10 +69,10 @@ options:
     type: str
   url:
     description:
-      - Where to download the archive from when it is not found locally. A template:
+      - "Where to download the archive from when it is not found locally. A template:
         V({version}) (release tag), V({bare}) (version without V(v)), V({arch}) and
         V({archive}) are filled in. Set it to use a mirror, for example
-        V(https://mirror.example/cni/{archive}).
+        V(https://mirror.example/cni/{archive})."
       - Default, the upstream release URL of the artifact (GitHub releases).
     type: str
   dirs:
@@ -111,11 +111,13 @@ attributes:
     description: Runs the same in check mode; it changes nothing on nodes.
   diff_mode:
     support: none
+    description: Nothing to show; nodes are not changed.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller only.
 author:
-  - xcluster.multus contributors
+  - xcluster.multus contributors (@xcluster-multus)
 """
 
 EXAMPLES = r"""

@@ -29,7 +29,9 @@ description:
   - Files that differ only in mode or owner are fixed in place, without a transfer.
   - Files with O(files[].secret=true) never show their content or checksum in the result,
     in C(--diff) or in C(-vvv) output (the node's answer to the read step is censored, like
-    C(no_log), whenever a secret item is present).
+    C(no_log), whenever a secret item is present). When a secret file is transferred, the
+    upload goes into a new directory in O(upload_dir) that only the login user can enter
+    (one more round trip), so that no other user can read it before it is in place.
   - Other files in the destination directories are left alone.
   - "C(become): the upload always goes as the login user to O(upload_dir) (default C(/tmp),
     which every user can write); the read and finalize steps run with C(become), so the new
@@ -143,8 +145,9 @@ notes:
     result says what would change.
   - Diff mode is supported. One entry per changed path with sha256, mode, owner before and
     after (never the content).
-  - "Round trips: 1 when nothing differs; 3 when files differ (read, upload, finalize);
-    2 for mode/owner-only changes or removals."
+  - "Round trips: 1 when nothing differs; 3 when files differ (read, upload, finalize), 4 when
+    secret files are among them; 2 for mode/owner-only changes or removals; with
+    O(batch=false), one upload per file."
   - On a LAN, ssh compression (Ansible's default C(ssh_args) contain C(-C)) slows large
     transfers down; this collection's C(ansible.cfg) leaves it out.
 attributes:

@@ -24,14 +24,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import os
 import re
 import shutil
 import tarfile
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
+
+from ansible.module_utils import urls
 
 TABLE_PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), "checksums.yml")
 STALE_SECONDS = 3600  # temporaries older than this were left by killed runs
@@ -80,7 +82,7 @@ def norm_version(version):
 
 def version_key(version):
     """Sort key: numeric parts compare as numbers (v1.10.0 > v1.9.1 > v1.9)."""
-    core, _, suffix = version.lstrip("v").partition("-")
+    core, _dash, suffix = version.lstrip("v").partition("-")
     nums = tuple(int(p) for p in core.split("+")[0].split("."))
     return (nums, suffix == "", suffix)  # a pre-release sorts before its release
 
@@ -328,16 +330,15 @@ def clean_stale(directory, prefix, now=None):
                             os.unlink(entry.path)
 
 
-def download(url, dest, expected, timeout=60, opener=None):
+def download(url, dest, expected, timeout=60):
     """Fetch url into dest (a temporary name beside it first), verified, then renamed."""
     directory = os.path.dirname(dest)
     os.makedirs(directory, exist_ok=True)
     clean_stale(directory, ".part.")
-    opener = opener or urllib.request.urlopen
     fd, tmp = tempfile.mkstemp(prefix=".part.", dir=directory)
     try:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, urls.open_url(url, timeout=timeout) as resp:
             for block in iter(lambda: resp.read(1 << 20), b""):
                 h.update(block)
                 out.write(block)
@@ -348,7 +349,7 @@ def download(url, dest, expected, timeout=60, opener=None):
             )
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except OSError as e:  # urllib's URLError/HTTPError are OSErrors too
+    except (OSError, urls.ConnectionError, http.client.HTTPException) as e:  # HTTPError is an OSError
         raise ArtifactError(f"downloading {url} failed: {getattr(e, 'reason', None) or e}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -462,7 +463,6 @@ def resolve(
     cache=None,
     table=None,
     timeout=60,
-    opener=None,
 ):
     """Find (or download), verify and unpack one archive. Returns the result mapping."""
     table = load_table() if table is None else table
@@ -519,7 +519,7 @@ def resolve(
         with locked(os.path.join(os.path.dirname(dest), f".lock.{archive}")):
             if not os.path.isfile(dest):  # another process may have fetched it meanwhile
                 try:
-                    download(url, dest, expected, timeout=timeout, opener=opener)
+                    download(url, dest, expected, timeout=timeout)
                 except ArtifactError as e:
                     raise ArtifactError(f"archive {archive} not found. Searched:\n{where}\n{e}") from None
                 downloaded = True

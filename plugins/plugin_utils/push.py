@@ -464,16 +464,17 @@ def _set_attrs(spec, path_expr):
     return cmds
 
 
-def finalize_command(p, uploads, tar_compressed=False):
+def finalize_command(p, uploads, tar_compressed=False, extra_cleanup=()):
     """ONE sh command that applies the plan.
 
     uploads: for a tar: [(remote tar path, None)] and p.transfer in member order; for single
     files: [(remote path, index)] one per transferred file. Each destination directory gets its
     own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
     staged and given their mode/owner there, then renamed into place with mv -f.
+    extra_cleanup: more paths the EXIT trap removes (the private upload directory).
     """
     lines = ["set -e", "umask 022"]
-    upl = " ".join(q(u[0]) for u in uploads)
+    upl = " ".join([q(u[0]) for u in uploads] + [q(x) for x in extra_cleanup])
     lines.append(f"trap 'rm -rf $XT {upl}' EXIT" if upl else "trap 'rm -rf $XT' EXIT")
     lines.append("XT=")
     if p.cleanup:

@@ -15,11 +15,13 @@
 #   - the root filesystem in RAM (tmpfs): what a node writes is gone when it stops.
 # The VM's /init is tests/lab/vm/init. Its console goes to $STATE/nodes/vm-00N/console.log.
 #
-# Environment: LAB_VM_MEM (MiB per VM, default 512: the collection's binaries land in RAM),
+# Environment: LAB_VM_MEM (MiB per VM, default 1024: the root filesystem is in RAM and the
+# collection's binaries land there, ~200 MiB and twice that while a push is staged; qemu only
+# takes from the host what the guest touches),
 # LAB_VM_QEMU (default qemu-system-x86_64), LAB_VM_KVER and LAB_VM_BUSYBOX (see
 # tests/lab/vm/build-initramfs), XDG_CACHE_HOME (the cache of kernel and initramfs).
 
-LAB_VM_MEM=${LAB_VM_MEM:-512}
+LAB_VM_MEM=${LAB_VM_MEM:-1024}
 LAB_VM_QEMU=${LAB_VM_QEMU:-qemu-system-x86_64}
 
 # The kernel's command line. The crypto self-tests (cryptomgr, the KDF and encrypted-keys
@@ -48,14 +50,15 @@ backend_caps() {
 }
 
 backend_status() {
-	local n d pid rss boot
+	local n d pid rss cpu boot
 	for n in $(lab_nodes_seq); do
 		d=$(lab_node_dir "$n")
 		pid=$(cat "$d/qemu.pid" 2>/dev/null || echo '?')
-		rss=$(awk '/^VmRSS:/ {printf "%d MiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo '?')
+		rss=$(awk '/^VmRSS:/ {printf "%dMiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || true)
+		cpu=$(awk '{printf "%.1fs", ($14 + $15) / 100}' "/proc/$pid/stat" 2>/dev/null || true)
 		boot=$(sed -n 's/.*lab-init: .* up in \([0-9.]*s\).*/\1/p' "$d/console.log" 2>/dev/null)
-		printf '%s qemu-pid=%s rss=%s guest-boot=%s console=%s/console.log\n' \
-			"$(lab_node_name "$n")" "$pid" "${rss:-?}" "${boot:-?}" "$d"
+		printf '%s qemu-pid=%s rss=%s cpu=%s guest-boot=%s console=%s/console.log\n' \
+			"$(lab_node_name "$n")" "$pid" "${rss:-?}" "${cpu:-?}" "${boot:-?}" "$d"
 	done
 }
 

@@ -319,17 +319,24 @@ def test_ssh_become_from_a_non_root_user(target, tmp_path, srcdir):
     assert not [n for n in os.listdir(target.node_path(1, "/tmp")) if n.startswith(".xcm-up.xcmuser")]
 
 
-def test_ssh_secret_never_shown_even_with_vvv(target, tmp_path):
-    r = ssh_runner(target, str(tmp_path))
+@pytest.mark.parametrize("transfer", ["sftp", "piped"])
+def test_ssh_secret_never_shown_even_with_vvv(target, tmp_path, transfer):
+    r = ssh_runner(target, str(tmp_path), transfer)
     secret = "S3CR3T-" + os.urandom(8).hex()
-    files = [{"content": secret, "dest": "/tmp/sec/token", "secret": True}]
-    r.play({"files": files}, diff=True, extra=["-vvv"])
+    files = [{"content": secret, "dest": f"/tmp/sec-{transfer}/token", "secret": True}]
+    res = r.play({"files": files}, diff=True, extra=["-vvv"])["vm-001"]
+    assert res["round_trips"] == 4  # read, private upload dir, upload, finalize
+    out = r.output
     r.play({"files": files}, diff=True, extra=["-vvv"])  # second run: the node's checksum is read
-    assert secret not in r.output and sha(secret.encode()) not in r.output
-    assert "censored" in r.output
+    out += r.output
+    assert secret not in out and sha(secret.encode()) not in out
+    assert "censored" in out
+    assert oct(os.stat(target.node_path(1, f"/tmp/sec-{transfer}/token")).st_mode & 0o777) == "0o600"
+    assert not [n for n in os.listdir(target.node_path(1, "/tmp")) if n.startswith(".xcm-")]
     # the same without secret: -vvv does show the node's answer (the test above can fail)
-    r.play({"files": [{"content": secret, "dest": "/tmp/sec/plain"}]}, extra=["-vvv"])
-    r.play({"files": [{"content": secret, "dest": "/tmp/sec/plain"}]}, extra=["-vvv"])
+    plain = [{"content": secret, "dest": f"/tmp/sec-{transfer}/plain"}]
+    assert r.play({"files": plain})["vm-001"]["round_trips"] == 3
+    r.play({"files": plain}, extra=["-vvv"])
     assert sha(secret.encode()) in r.output
 
 
