@@ -30,6 +30,8 @@
 #                   writes land on the host).
 #   backend_upper_dir N  (optional) print the host directory where node N's writes to / land
 #                   (the netns lab's overlay upper dirs); the self-tests then check it.
+#   backend_selftests  (optional) the backend's own checks, run by `lab test` after the shared
+#                   ones (tests/lab/selftests.sh); report with _t_ok, _t_fail, _t_check.
 # Common (this file) owns: the state dir and lab.env, the fabric namespace with br0..br4, the
 # controller veth $MGMT_IF, the route guard (also in ssh_config, for every connection), ssh
 # keys, known_hosts, ssh_config, inventory.yml,

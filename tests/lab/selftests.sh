@@ -268,6 +268,8 @@ lab_selftests() {
 	_t_ansible
 	_t_l2
 	_t_transfer
+	# The backend's own checks (e.g. the VM lab's busybox userland, ipvlan), same reporting.
+	if declare -F backend_selftests >/dev/null; then backend_selftests; fi
 	echo "1..$_t_n"
 	echo "# $((_t_n - _t_failed)) passed, $_t_failed failed in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')s"
 	[ "$_t_failed" = 0 ]
