@@ -128,13 +128,15 @@ def parse_archive(name):
 
 
 def format_url(template, artifact, version, arch, archive):
-    """A URL template (default upstream's) with {version} {bare} {arch} {archive} filled in."""
+    """A URL template (default upstream's) with {version} {bare} {arch} {archive} filled in
+    ({archive} only, for a name that is not an upstream one)."""
+    known = fields(artifact, version, arch, archive) if artifact else {"archive": archive}
     try:
-        return template.format(**fields(artifact, version, arch, archive))
+        return template.format(**known)
     except (KeyError, IndexError, ValueError) as e:
         raise ArtifactError(
-            f"url: {template!r} has an unknown field ({e}); "
-            "expected only {version} {bare} {arch} {archive}"
+            f"url: {template!r} has an unknown field ({e}); expected only "
+            + " ".join(f"{{{k}}}" for k in sorted(known))
         ) from None
 
 
@@ -498,7 +500,7 @@ def resolve(
     if url is not None:
         if not isinstance(url, str) or not url:
             raise ArtifactError(f"url: {url!r} is not a URL")
-        url = format_url(url, artifact, version, arch, archive) if artifact else url
+        url = format_url(url, artifact, version, arch, archive)
 
     searched = search_paths(archive, home, archive_env, list(dirs), cache)
     found = next(((label, p) for label, p in searched if p and os.path.isfile(p)), None)

@@ -481,6 +481,18 @@ def test_download_once_then_the_cache(archives, env, server):
     assert sorted(os.listdir(os.path.dirname(cached))) == [f".lock.{MULTUS_NAME}", MULTUS_NAME]
 
 
+def test_another_archive_name_downloads_with_url_and_checksum(env, server):
+    name = "tools.tar.gz"
+    digest = make_tar(os.path.join(server.dir, name), {"bin/tool": (b"x", 0o755), "README": (b"r", 0o644)})
+    r = A.resolve(archive=name, url=server.url + "/{archive}", checksum=digest, table={}, **env)
+    assert r["artifact"] is None and r["downloaded"] and r["layout"] == "flat"
+    assert r["files"] == ["README", "bin/tool"]
+    with pytest.raises(
+        A.ArtifactError, match=r"url: .* has an unknown field \('version'\); expected only \{archive\}"
+    ):
+        A.resolve(archive=name, url=server.url + "/{version}/{archive}", checksum=digest, table={}, **env)
+
+
 def test_url_download_with_no_known_checksum_asks_for_one(archives, env, server):
     put(archives, MULTUS_NAME, server.dir)
     with pytest.raises(A.ArtifactError) as e:
