@@ -31,6 +31,9 @@ trap 'rm -rf "$tmp"' EXIT
 # Outside the checkout (no ansible.cfg there), so the checkout's collection link is not seen.
 (cd "$tmp" && env -u ANSIBLE_CONFIG ansible-galaxy collection build -f --output-path "$tmp" "$repo" >/dev/null &&
   env -u ANSIBLE_CONFIG ansible-galaxy collection install -f -p "$tmp/c" "$tmp"/xcluster-multus-*.tar.gz >/dev/null)
+# The built collection leaves tests/ out; sanity wants its ignore file (tests/sanity/).
+mkdir -p "$tmp/c/ansible_collections/xcluster/multus/tests"
+cp -r tests/sanity "$tmp/c/ansible_collections/xcluster/multus/tests/"
 pyver=$(python -c 'import sys;print("%d.%d" % sys.version_info[:2])')
 (cd "$tmp/c/ansible_collections/xcluster/multus" && ansible-test sanity --python "$pyver" --color no) || rc=1
 
