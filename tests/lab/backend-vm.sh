@@ -50,15 +50,14 @@ backend_caps() {
 }
 
 backend_status() {
-	local n d pid rss cpu boot
+	local n d pid rss cpu
 	for n in $(lab_nodes_seq); do
 		d=$(lab_node_dir "$n")
 		pid=$(cat "$d/qemu.pid" 2>/dev/null || echo '?')
 		rss=$(awk '/^VmRSS:/ {printf "%dMiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || true)
 		cpu=$(awk '{printf "%.1fs", ($14 + $15) / 100}' "/proc/$pid/stat" 2>/dev/null || true)
-		boot=$(sed -n 's/.*lab-init: .* up in \([0-9.]*s\).*/\1/p' "$d/console.log" 2>/dev/null)
-		printf '%s qemu-pid=%s rss=%s cpu=%s guest-boot=%s console=%s/console.log\n' \
-			"$(lab_node_name "$n")" "$pid" "${rss:-?}" "${cpu:-?}" "${boot:-?}" "$d"
+		printf '%s qemu-pid=%s rss=%s cpu=%s console=%s/console.log\n' \
+			"$(lab_node_name "$n")" "$pid" "${rss:-?}" "${cpu:-?}" "$d"
 	done
 }
 
@@ -260,37 +259,44 @@ ip link add lab-d0 type dummy && ip link del lab-d0 || echo "dummy failed"
 ! ip link show dev ipv0 >/dev/null 2>&1 || echo "ipv0 is still there"')"
 }
 
-# Every VM reaches every other one over device $1 (ethI, or ipv0 = an ipvlan over eth2) with
-# addresses $2.N/24 and $3::N/64, IPv4 (ping) and IPv6 (ping -6).
+# Every VM reaches every other one over device $1, with addresses $2.N/24 and $3::N/64, IPv4
+# (ping) and IPv6 (ping -6). $1 is ethI, or ipv0: an ipvlan (l2) over eth2 moved into a network
+# namespace "lab-pod" on the VM, as multus gives a pod its net1.
 _vm_t_mesh() {
-	local dev=$1 net4=$2 net6=$3 lower=$1 setup pings="" cleanup e out
-	[ "$dev" = ipv0 ] && lower=eth2
+	local dev=$1 net4=$2 net6=$3 lower=$1 ip=ip run="" setup pings="" cleanup e out
+	if [ "$dev" = ipv0 ]; then
+		lower=eth2 ip="ip -n lab-pod" run="ip netns exec lab-pod "
+	fi
 	setup="set -e
 if ip -o link show dev $lower | grep -q '[<,]UP[,>]'; then echo 1; else echo 0; fi >/tmp/lab-mesh-$lower.was-up
 ip link set $lower up"
 	[ "$dev" = ipv0 ] && setup="$setup
+ip netns add lab-pod
 ip link add link eth2 name ipv0 type ipvlan mode l2
-ip link set ipv0 up"
+ip link set ipv0 netns lab-pod
+$ip link set lo up"
 	setup="$setup
-ip address add $net4.@N@/24 dev $dev
-ip -6 address add $net6::@N@/64 dev $dev nodad"
+$ip address add $net4.@N@/24 dev $dev
+$ip -6 address add $net6::@N@/64 dev $dev nodad
+$ip link set $dev up"
 	for e in $(lab_nodes_seq); do
 		pings="$pings
-[ $e = @N@ ] || ping -c 1 -W 3 $net4.$e >/dev/null || ping -c 1 -W 3 $net4.$e >/dev/null || echo 'no IPv4 reply from $net4.$e'
-[ $e = @N@ ] || ping -6 -c 1 -W 3 $net6::$e >/dev/null || ping -6 -c 1 -W 3 $net6::$e >/dev/null || echo 'no IPv6 reply from $net6::$e'"
+[ $e = @N@ ] || ${run}ping -c 1 -W 3 $net4.$e >/dev/null || ${run}ping -c 1 -W 3 $net4.$e >/dev/null || echo 'no IPv4 reply from $net4.$e'
+[ $e = @N@ ] || ${run}ping -6 -c 1 -W 3 $net6::$e >/dev/null || ${run}ping -6 -c 1 -W 3 $net6::$e >/dev/null || echo 'no IPv6 reply from $net6::$e'"
 	done
 	cleanup="ip address del $net4.@N@/24 dev $dev 2>/dev/null
 ip -6 address del $net6::@N@/64 dev $dev 2>/dev/null
-[ $dev != ipv0 ] || ip link del ipv0
+[ $dev != ipv0 ] || ip netns del lab-pod
 [ \"\$(cat /tmp/lab-mesh-$lower.was-up 2>/dev/null)\" = 1 ] || ip link set $lower down
 rm -f /tmp/lab-mesh-$lower.was-up
 [ -z \"\$(ip -o address show dev $lower scope global)\" ] || echo '$lower kept an address'
+[ -z \"\$(ip netns list)\" ] || echo 'a network namespace is left: '\$(ip netns list)
 ! ip link show dev ipv0 >/dev/null 2>&1 || echo 'ipv0 is still there'"
 	out=$(_vm_on_all "$setup")
 	[ -n "$out" ] || out=$(_vm_on_all "$pings")
 	out="$out$(_vm_on_all "$cleanup")"
 	if [ "$dev" = ipv0 ]; then
-		_t_check "every VM reaches every other over an ipvlan (l2) on eth2, IPv4 and IPv6; removed, eth2 left as it was" "$out"
+		_t_check "every VM reaches every other from a pod namespace over an ipvlan (l2) on eth2, IPv4 and IPv6; removed, eth2 left as it was" "$out"
 	else
 		_t_check "every VM reaches every other over $dev, IPv4 and IPv6 (ping, ping -6); $dev left as it was" "$out"
 	fi
