@@ -11,7 +11,7 @@ Nodes: by default dropbear + busybox in network namespaces made here
 Compares ssh compression (-C) on/off, one tar vs one put per file, gzip'd tar, an unchanged
 rerun and (namespace nodes only) a 100 Mbit/s link. Each run starts from an empty destination
 and a new ssh connection. The time is the push task's wall time across all nodes (between two
-run_once timestamps), without Ansible's start-up. Writes a markdown table (--out). Needs root.
+run_once timestamps), without Ansible's start-up. Appends a markdown section to --out. Needs root.
 
     .venv/bin/python bench/push_files.py [--reps 3] [--out bench/push_files.md]
     .venv/bin/python bench/push_files.py --lab-inventory /run/xcluster-multus-lab/xcm/inventory.yml

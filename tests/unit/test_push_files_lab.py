@@ -78,9 +78,10 @@ def test_lab_cni_plugins(lab, tmp_path):
     assert all(not res[h]["changed"] and res[h]["bytes_transferred"] == 0 for h in NODES)
     assert all(res[h]["round_trips"] == 1 for h in NODES)
 
-    (src / "tuning").write_bytes(b"#!/bin/sh\necho patched\n")  # one file changed: only it moves
+    patched = b"#!/bin/sh\necho patched\n"
+    (src / "tuning").write_bytes(patched)  # one file changed: only it moves
     res = r.play(args, diff=True)
     assert all(res[h]["transferred"] == ["/opt/cni/bin/tuning"] for h in NODES)
-    assert all(res[h]["bytes_transferred"] == 24 for h in NODES)
+    assert all(res[h]["bytes_transferred"] == len(patched) for h in NODES)
     assert "+++ after: /opt/cni/bin/tuning" in r.output
     assert on_node(env, 3, "/opt/cni/bin/tuning") == (0, "patched\n")
