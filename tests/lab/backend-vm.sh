@@ -18,11 +18,13 @@
 # Environment: LAB_VM_MEM (MiB per VM, default 1024: the root filesystem is in RAM and the
 # collection's binaries land there, ~200 MiB and twice that while a push is staged; qemu only
 # takes from the host what the guest touches),
-# LAB_VM_QEMU (default qemu-system-x86_64), LAB_VM_KVER and LAB_VM_BUSYBOX (see
+# LAB_VM_QEMU (default qemu-system-x86_64), LAB_VM_ACCEL (default tcg,tb-size=32; e.g. kvm
+# where /dev/kvm can boot a stock kernel, which this machine's cannot), LAB_VM_KVER and LAB_VM_BUSYBOX (see
 # tests/lab/vm/build-initramfs), XDG_CACHE_HOME (the cache of kernel and initramfs).
 
 LAB_VM_MEM=${LAB_VM_MEM:-1024}
 LAB_VM_QEMU=${LAB_VM_QEMU:-qemu-system-x86_64}
+LAB_VM_ACCEL=${LAB_VM_ACCEL:-tcg,tb-size=32}
 
 # The kernel's command line. The crypto self-tests (cryptomgr, the KDF and encrypted-keys
 # initcalls) cost a VM under TCG 1-2 s of CPU per boot and test nothing the lab needs.
@@ -116,7 +118,7 @@ backend_up() {
 		# through the fabric namespace it runs in.
 		date +%s.%N >"$d/started"
 		ip netns exec "$FABRIC" "$LAB_VM_QEMU" -name "$name,process=$LAB_PREFIX-$name" \
-			-accel tcg,tb-size=32 -cpu max -smp 1 -m "$LAB_VM_MEM" \
+			-accel "$LAB_VM_ACCEL" -cpu max -smp 1 -m "$LAB_VM_MEM" \
 			-nodefaults -no-user-config -display none -no-reboot \
 			-serial "file:$d/console.log" \
 			-kernel "$kernel" -initrd "$d/initrd" -append "$_vm_append" \
