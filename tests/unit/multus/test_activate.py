@@ -1,0 +1,236 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The activation script (roles/multus/files/activate.sh), rendered by the role's filter and run
+with busybox sh (whose own `ip` applet it then uses, as on a busybox node) and with dash (and
+iproute2's ip), against files in a temporary directory and real links (veths) in a network
+namespace of the test's own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import activate_script
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+BODY = (REPO / "roles/multus/files/activate.sh").read_text()
+SHELLS = {
+    "busybox": [shutil.which("busybox") or "/bin/busybox", "sh"],
+    "dash": [shutil.which("dash") or "/bin/dash"],
+}
+# The lab's base config, as tests/lab writes it (spacing and all).
+BASE = """{
+  "cniVersion": "0.4.0",
+  "name": "cni-x",
+  "type": "bridge",
+  "bridge": "cbr0",
+  "isGateway": true,
+  "ipMasq": false,
+  "ipam": {
+    "type": "host-local",
+    "ranges": [
+      [ { "subnet": "198.19.130.0/24" } ],
+      [ { "subnet": "2001:db8:128:2::/64" } ]
+    ]
+  }
+}
+"""
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+
+@pytest.fixture
+def netns():
+    """A network namespace of our own with links eth2, eth3, eth4 (veths, down)."""
+    name = f"xcmact-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for i in (2, 3, 4):
+            subprocess.run(
+                ["ip", "-n", name, "link", "add", f"eth{i}", "type", "veth", "peer", "name", f"peer{i}"],
+                check=True,
+            )
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class Node:
+    """A node's files under tmp, the rendered script, and a runner inside the netns."""
+
+    def __init__(self, tmp, netns, links=("eth2", "eth3", "eth4"), base_name="cni-x"):
+        self.tmp = tmp
+        self.netns = netns
+        self.base = tmp / "etc/cni/net.d/10-bridge.conf"
+        self.moved = tmp / "etc/cni/multus/net.d/bridge.conf"
+        self.state = tmp / "var/lib/xcluster-multus"
+        self.script = tmp / "activate"
+        self.script.write_text(
+            activate_script(
+                BODY,
+                {
+                    "base_conf": str(self.base),
+                    "moved_conf": str(self.moved),
+                    "base_name": base_name,
+                    "new_name": "bridge",
+                    "links": list(links),
+                    "state_dir": str(self.state),
+                },
+            )
+        )
+        self.script.chmod(0o755)
+
+    def write_base(self, text=BASE, mode=0o640):
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        self.base.write_text(text)
+        self.base.chmod(mode)
+
+    def run(self, shell, *args):
+        # PATH without the venv: the script must need nothing but sh, coreutils/busybox and ip.
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *SHELLS[shell], str(self.script), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+
+    def up(self, link):
+        out = subprocess.run(
+            ["ip", "-n", self.netns, "-j", "link", "show", "dev", link],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return "UP" in json.loads(out.stdout)[0]["flags"]
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell(request):
+    if not os.path.exists(SHELLS[request.param][0]):
+        pytest.skip(f"{request.param} not installed")
+    return request.param
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_apply_moves_renames_keeps_original_and_sets_links_up(tmp_path, netns, shell):
+    node = Node(tmp_path, netns)
+    node.write_base()
+    before = sha(node.base)
+    r = node.run(shell, "apply")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"CHANGED: moved {node.base} to {node.moved} (network cni-x renamed bridge)",
+        "CHANGED: link eth2 set up",
+        "CHANGED: link eth3 set up",
+        "CHANGED: link eth4 set up",
+    ]
+    assert not node.base.exists()
+    moved = json.loads(node.moved.read_text())
+    assert moved == dict(json.loads(BASE), name="bridge")
+    assert oct(node.moved.stat().st_mode & 0o777) == "0o644"
+    assert sha(node.state / "base.conf") == before  # the original, byte for byte
+    assert all(node.up(x) for x in ("eth2", "eth3", "eth4"))
+    assert (node.state / "links-up").read_text().split() == ["eth2", "eth3", "eth4"]
+
+    # again: nothing to do
+    r = node.run(shell, "apply")
+    assert r.returncode == 0, r.stderr
+    assert "CHANGED" not in r.stdout
+    assert r.stdout.splitlines()[0] == f"OK: base config already at {node.moved}"
+
+
+def test_check_says_what_apply_would_do_and_changes_nothing(tmp_path, netns, shell):
+    node = Node(tmp_path, netns)
+    node.write_base()
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth3", "up"], check=True)
+    r = node.run(shell, "check")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"WOULD: move {node.base} to {node.moved} (network cni-x renamed bridge)",
+        "WOULD: set link eth2 up",
+        "OK: link eth3 is up",
+        "WOULD: set link eth4 up",
+    ]
+    assert node.base.exists() and not node.moved.exists() and not node.state.exists()
+    assert not node.up("eth2")
+
+
+def test_restore_gives_the_original_back_byte_for_byte(tmp_path, netns, shell):
+    node = Node(tmp_path, netns)
+    odd = BASE.replace('"name": "cni-x"', '"name"  :\t"cni-x"').replace("\n", "\r\n")  # odd spacing survives
+    node.write_base(odd, mode=0o600)
+    before = sha(node.base)
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth3", "up"], check=True)  # up before: stays up
+    assert node.run(shell, "apply").returncode == 0
+    assert json.loads(node.moved.read_text())["name"] == "bridge"
+    r = node.run(shell, "restore")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"CHANGED: restored {node.base} (removed {node.moved})",
+        "CHANGED: link eth2 set down",
+        "CHANGED: link eth4 set down",
+    ]
+    assert sha(node.base) == before
+    assert oct(node.base.stat().st_mode & 0o777) == "0o600"
+    assert not node.moved.exists()
+    assert [node.up(x) for x in ("eth2", "eth3", "eth4")] == [False, True, False]
+    r = node.run(shell, "restore")
+    assert r.returncode == 0 and "CHANGED" not in r.stdout
+
+
+def test_already_named_bridge_moves_unchanged(tmp_path, netns, shell):
+    node = Node(tmp_path, netns)
+    node.write_base(BASE.replace("cni-x", "bridge"))
+    assert node.run(shell, "apply").returncode == 0
+    assert node.moved.read_text() == BASE.replace("cni-x", "bridge")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("other-name", 'has no "name": "cni-x" (nor "bridge"); not moved'),
+        ("no-base", "no base CNI config: neither"),
+        ("missing-link", "link eth9 does not exist"),
+    ],
+)
+def test_errors_are_reported_and_the_rest_is_done(tmp_path, netns, shell, setup, message):
+    links = ("eth2", "eth9") if setup == "missing-link" else ("eth2",)
+    node = Node(tmp_path, netns, links=links)
+    if setup == "other-name":
+        node.write_base(BASE.replace("cni-x", "kindnet"))
+    elif setup == "missing-link":
+        node.write_base()
+    r = node.run(shell, "apply")
+    assert r.returncode == 1
+    assert "activate: ERROR: " in r.stderr and message in r.stderr
+    assert node.up("eth2")  # the other items are still done
+    if setup == "other-name":
+        assert node.base.exists() and not node.moved.exists() and not (node.state / "base.conf").exists()
+
+
+def test_name_with_a_dot_is_matched_literally(tmp_path, netns, shell):
+    node = Node(tmp_path, netns, base_name="cni.x")
+    node.write_base(BASE.replace("cni-x", "cniAx"))  # '.' must not match 'A'
+    r = node.run(shell, "apply")
+    assert r.returncode == 1 and "not moved" in r.stderr
+    node.write_base(BASE.replace("cni-x", "cni.x"))
+    r = node.run(shell, "apply")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(node.moved.read_text())["name"] == "bridge"
+
+
+def test_usage(tmp_path, netns, shell):
+    r = Node(tmp_path, netns).run(shell, "bogus")
+    assert r.returncode == 2 and "usage:" in r.stderr
