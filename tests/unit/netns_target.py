@@ -12,7 +12,8 @@ Each node: dropbear in its own mount namespace where /bin/sh is busybox (whose a
 come before PATH: sha256sum, stat, tar, mv ... are busybox's, as on xcluster), every
 python binary is covered by /dev/null, root's shell is /bin/sh, /root, /home and /tmp are
 private directories under the work dir (visible from the host for assertions), and a
-non-root user ``xcmuser`` may ``sudo`` without password (for become tests).
+non-root user ``xcmuser`` may ``sudo`` without password (for become tests; when sudo is
+installed on the host).
 
 Teardown kills exactly the processes inside the namespaces made here (``ip netns pids``),
 then deletes the namespaces. CLI for the bench: ``netns_target.py up N DIR`` / ``down DIR``.
@@ -34,7 +35,7 @@ NET = "198.18.254"
 CTL_ADDR = f"{NET}.254"
 USER = "xcmuser"
 UID = 4242
-TOOLS = ("ip", "dropbear", "dropbearkey", "busybox", "ssh-keygen", "unshare", "sudo")
+TOOLS = ("ip", "dropbear", "dropbearkey", "busybox", "ssh-keygen", "unshare")  # sudo: optional
 
 
 def missing_tools():
@@ -136,7 +137,10 @@ class Target:
         sh("dropbearkey", "-t", "ed25519", "-f", os.path.join(d, "hostkey"))
         # the node's directory is seen at /mnt first: later binds and dropbear use it from there
         binds = [(d, "/mnt"), ("/mnt/root", "/root"), ("/mnt/home", "/home"), ("/mnt/tmp", "/tmp")]
-        binds += [(f"/mnt/etc/{n}", f"/etc/{n}") for n in ("passwd", "group", "shadow", "sudoers", "hosts")]
+        etc_files = ("passwd", "group", "shadow", "hosts") + (
+            ("sudoers",) if os.path.exists("/etc/sudoers") else ()
+        )
+        binds += [(f"/mnt/etc/{n}", f"/etc/{n}") for n in etc_files]
         pythons = sorted(
             {os.path.realpath(p) for p in glob.glob("/usr/bin/python*") + glob.glob("/usr/local/bin/python*")}
         )

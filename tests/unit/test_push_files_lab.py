@@ -22,7 +22,7 @@ LABCMD = os.path.join(REPO, "tests", "lab", "lab")
 BACKEND = os.environ.get("LAB", "netns")
 PLUGINS = "/usr/lib/cni"
 NODES = ("vm-001", "vm-002", "vm-003")
-VERSION_CMD = "echo '{\"cniVersion\":\"0.4.0\"}' | CNI_COMMAND=VERSION /opt/cni/bin/bridge"
+VERSION_CMD = 'echo \'{"cniVersion":"0.4.0"}\' | CNI_COMMAND=VERSION /opt/cni/bin/bridge'
 
 
 @pytest.fixture(scope="module")
