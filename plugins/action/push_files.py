@@ -15,6 +15,7 @@ import secrets
 import shutil
 import tempfile
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.xcluster.multus.plugins.plugin_utils import push
@@ -43,7 +44,11 @@ class ActionModule(ActionBase):
 
         try:
             files, dirs = push.normalize(
-                host, args.get("files", []), args.get("directories"), find_source=self._find_source
+                host,
+                args.get("files", []),
+                args.get("directories"),
+                find_source=self._find_source,
+                cache_dir=C.DEFAULT_LOCAL_TMP,
             )
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
@@ -64,7 +69,7 @@ class ActionModule(ActionBase):
 
         sent, transport = 0, None
         if plan.changed and not self._task.check_mode:
-            local_tmp = tempfile.mkdtemp(prefix="xcm-push-")
+            local_tmp = tempfile.mkdtemp(prefix="xcm-push-", dir=C.DEFAULT_LOCAL_TMP)
             uploads, extra = [], []
             try:
                 token = secrets.token_hex(8)
@@ -81,9 +86,7 @@ class ActionModule(ActionBase):
                     base = private + "/u"
                 if len(plan.transfer) > 1 and batch:
                     transport = "tar"
-                    local = os.path.join(local_tmp, "push.tar")
-                    sent = push.write_tar(local, plan.transfer, compress=compress)
-                    os.chmod(local, 0o600)  # sftp/scp give the upload the local file's mode
+                    local, sent = push.shared_tar(C.DEFAULT_LOCAL_TMP, plan.transfer, compress=compress)
                     uploads.append((base + ".tar", None))
                     self._put(local, base + ".tar", host)
                     trips += 1

@@ -160,12 +160,37 @@ def _check_state(host, where, value):
     raise _err(host, where, value, "is not a state; expected 'present' or 'absent'")
 
 
-def sha256_file(path, bufsize=1 << 20):
+def sha256_file(path, cache_dir=None, bufsize=1 << 20):
+    """sha256 of a controller file. With cache_dir (Ansible's per-run local temp, shared by
+    the forks that serve every host), each file is read once per run, not once per host:
+    the entry is keyed by the file's identity (device, inode, size, mtime)."""
+    entry = None
+    if cache_dir:
+        st = os.stat(path)
+        ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
+        try:
+            with open(entry) as f:
+                cached = f.read()
+            if len(cached) == 64:
+                return cached
+        except OSError:
+            pass
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(bufsize), b""):
             h.update(chunk)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if entry:
+        _atomic_write(entry, digest.encode())
+    return digest
+
+
+def _atomic_write(path, data):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _source_files(host, where, src):
@@ -186,13 +211,14 @@ def _source_files(host, where, src):
     raise _err(host, where, src, "does not exist on the controller; expected a file or a directory")
 
 
-def normalize(host, files, directories=None, find_source=None):
+def normalize(host, files, directories=None, find_source=None, cache_dir=None):
     """Validate the task input; return (list[FileSpec], list[DirSpec]).
 
     files: list of dicts {src | content, dest, mode, owner, group, secret, state}.
     A src that is a directory stands for every regular file below it, under dest.
     mode, when omitted: the source file's permission bits; 0644 for content (0600 if secret).
     find_source(path) resolves a relative src (the action plugin looks in the role's files/).
+    cache_dir: where checksums of src files are shared between hosts (see sha256_file).
     """
     if not isinstance(files, list):
         raise _err(host, "files", files, "is not a list; expected a list of {src|content, dest, mode}")
@@ -264,7 +290,7 @@ def normalize(host, files, directories=None, find_source=None):
                     owner=owner,
                     group=group,
                     secret=secret,
-                    sha256=sha256_file(path),
+                    sha256=sha256_file(path, cache_dir),
                     size=st.st_size,
                 )
             )
@@ -431,10 +457,25 @@ def member_name(index):
     return f"m{index}"
 
 
+def shared_tar(cache_dir, items, compress=False):
+    """The tar of these items, built once per run and shared by every host that needs the
+    same files (named by their checksums): with many nodes, the controller packs it once.
+    Returns (path, size). Ansible removes its local temp dir at the end of the run."""
+    key = "|".join(f"{f.sha256}:{f.size}" for f in items) + f"|gz={compress}"
+    path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        write_tar(tmp, items, compress)
+        os.replace(tmp, path)  # concurrent builders write identical content
+    return path, os.path.getsize(path)
+
+
 def write_tar(path, items, compress=False):
     """Pack the items to transfer as members m0, m1, ... (mode 0600, owner root)."""
     kwargs = {"compresslevel": 1} if compress else {}
-    with tarfile.open(path, "w:gz" if compress else "w", **kwargs) as tar:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sftp/scp keep this mode
+    mode = "w:gz" if compress else "w"
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode=mode, **kwargs) as tar:
         for i, f in enumerate(items):
             info = tarfile.TarInfo(member_name(i))
             info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"

@@ -396,3 +396,24 @@ def test_property_any_two_pushes_converge(tmp_path_factory, first, second):
         for f in files:
             with open(f.dest, "rb") as fh:
                 assert fh.read() == f.content
+
+
+def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
+    src = tmp_path / "f"
+    src.write_bytes(b"payload")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert push.sha256_file(str(src), str(cache)) == sha(b"payload")
+    (entry,) = [p for p in cache.iterdir() if p.name.startswith("xcm-sha-")]
+    entry.write_text("f" * 64)  # a second host gets the cached value: the file is not read again
+    assert push.sha256_file(str(src), str(cache)) == "f" * 64
+    src.write_bytes(b"payload, changed")  # a changed file (size, mtime) is a new entry
+    assert push.sha256_file(str(src), str(cache)) == sha(b"payload, changed")
+    files, _ = push.normalize(H, [{"content": "a", "dest": "/a"}, {"content": "b", "dest": "/b"}])
+    p1, n1 = push.shared_tar(str(cache), files)
+    os.utime(p1, (1, 1))
+    p2, n2 = push.shared_tar(str(cache), files)  # same files: the same tar, not packed again
+    assert (p1, n1) == (p2, n2) and os.stat(p2).st_mtime == 1
+    assert oct(os.stat(p1).st_mode & 0o777) == "0o600"
+    p3, _ = push.shared_tar(str(cache), files[:1])
+    assert p3 != p1
