@@ -9,6 +9,7 @@ finalizes. Nothing is ever sent to the node as a module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -106,7 +107,8 @@ class ActionModule(ActionBase):
             except BaseException:
                 if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
                     paths = [u[0] for u in uploads] + extra
-                    self._low_level_execute_command("rm -rf " + " ".join(push.q(p) for p in paths))
+                    with contextlib.suppress(Exception):
+                        self._low_level_execute_command("rm -rf " + " ".join(push.q(p) for p in paths))
                 raise
             finally:
                 shutil.rmtree(local_tmp, ignore_errors=True)
@@ -124,7 +126,7 @@ class ActionModule(ActionBase):
         try:
             return self._find_needle("files", src)
         except AnsibleError as e:
-            raise push.PushError(f"src {src!r} not found on the controller: {e}") from None
+            raise push.PushError(f"{src!r} was not found on the controller: {e}") from None
 
     def _put(self, local, remote, host):
         try:

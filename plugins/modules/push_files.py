@@ -27,6 +27,9 @@ description:
     destinations, C(.xcm-up.<login user>.*) in O(upload_dir)) is removed by the next run
     (reported in RV(cleaned) and as a change)."
   - Files that differ only in mode or owner are fixed in place, without a transfer.
+  - On the controller, the checksum of each source file and the tar of a given set of files
+    are made once per run and shared by every host that needs them (in Ansible's local
+    temporary directory, removed when the run ends), so many nodes do not cost many packs.
   - Files with O(files[].secret=true) never show their content or checksum in the result,
     in C(--diff) or in C(-vvv) output (the node's answer to the read step is censored, like
     C(no_log), whenever a secret item is present). When a secret file is transferred, the

@@ -278,7 +278,10 @@ def normalize(host, files, directories=None, find_source=None, cache_dir=None):
         if not isinstance(src, str) or not src:
             raise _err(host, f"{where}.src", src, "is not a path; expected a controller path")
         if find_source is not None and not os.path.isabs(src):
-            src = find_source(src)
+            try:
+                src = find_source(src)
+            except PushError as e:
+                raise PushError(f"{host}: {where}.src: {e}") from None
         for rel, path in _source_files(host, f"{where}.src", src):
             dest = dest_raw if not rel else posixpath.join(dest_raw, rel.replace(os.sep, "/"))
             st = os.stat(path)

@@ -225,6 +225,8 @@ def test_local_bad_input_names_host_value_and_expectation(tmp_path):
     )
     res = r.play({"files": [{"content": "x", "dest": "relative"}]})["localhost"]
     assert "localhost: files[0].dest: 'relative' is not an absolute path" in res["msg"]
+    res = r.play({"files": [{"src": "no-such-file-xyz", "dest": "/tmp/x"}]})["localhost"]
+    assert res["msg"].startswith("localhost: files[0].src: 'no-such-file-xyz' was not found on the contr")
     res = r.play({"files": [], "bogus": 1})["localhost"]
     assert res["failed"] and "bogus" in res["msg"]
 

@@ -417,3 +417,11 @@ def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
     assert oct(os.stat(p1).st_mode & 0o777) == "0o600"
     p3, _ = push.shared_tar(str(cache), files[:1])
     assert p3 != p1
+
+
+def test_relative_src_not_found_names_host_and_item():
+    def find(src):
+        raise push.PushError(f"{src!r} was not found on the controller: searched files/")
+
+    with pytest.raises(push.PushError, match=r"^vm-001: files\[0\].src: .nope. was not found on the contr"):
+        push.normalize(H, [{"src": "nope", "dest": "/a"}], find_source=find)
