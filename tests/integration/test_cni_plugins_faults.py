@@ -265,7 +265,12 @@ def test_killed_transfer_leaves_no_partial_file_and_the_rerun_converges(lab, bui
     tbf = ["tbf", "rate", "200mbit", "burst", "256kb", "latency", "400ms"]
     subprocess.run(["tc", "qdisc", "add", "dev", mgmt, "root", *tbf], check=True)
     try:
-        cmd, env, _out = lab.command(extra, str(newdir))
+        # ssh control masters of this run only (not shared with earlier plays), so that they
+        # too live in the PID namespace below
+        cp = os.path.join(lab.tmp, "cpk")
+        ssh_args = f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={cp}/%C -o Compression=no"
+        os.makedirs(cp, mode=0o700, exist_ok=True)
+        cmd, env, _out = lab.command({**extra, "ansible_ssh_args": ssh_args}, str(newdir))
         # its own PID namespace: killing it (SIGKILL) kills ansible-playbook, its workers, every
         # ssh and ssh control master it started, and nothing else
         p = subprocess.Popen(
@@ -291,6 +296,7 @@ def test_killed_transfer_leaves_no_partial_file_and_the_rerun_converges(lab, bui
                 break
             last = sizes
             time.sleep(0.5)
+        assert int(sizes.split()[0]) < total, "the upload was not cut short"
     finally:
         subprocess.run(["tc", "qdisc", "del", "dev", mgmt, "root"], check=False)
 
