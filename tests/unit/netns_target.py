@@ -16,7 +16,8 @@ non-root user ``xcmuser`` may ``sudo`` without password (for become tests; when 
 installed on the host).
 
 Teardown kills exactly the processes inside the namespaces made here (``ip netns pids``),
-then deletes the namespaces. CLI for the bench: ``netns_target.py up N DIR`` / ``down DIR``.
+then deletes the namespaces. What a killed run left (namespaces named after a process that
+is gone) is removed by the next ``up``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import time
 
 NET = "198.18.254"
@@ -52,7 +54,7 @@ class Target:
     def __init__(self, workdir, nodes=1, name=None):
         self.work = os.path.abspath(workdir)
         self.n = nodes
-        self.name = name or f"xpf{os.getpid() % 100000}"
+        self.name = name or f"xpf{os.getpid()}"
         self.ctl = f"{self.name}-c"
         self.nodes = [f"{self.name}-{k}" for k in range(1, nodes + 1)]
         self.pids = {}
@@ -68,6 +70,7 @@ class Target:
     def up(self):
         if os.geteuid() != 0:
             raise RuntimeError("root is needed for network namespaces")
+        reap_stale()
         miss = missing_tools()
         if miss:
             raise RuntimeError(f"missing tools: {', '.join(miss)}")
@@ -253,11 +256,16 @@ class Target:
         return t
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "up":
-        t = Target(sys.argv[3], int(sys.argv[2])).up()
-        print(t.ctl)
-    elif len(sys.argv) == 3 and sys.argv[1] == "down":
-        Target.load(sys.argv[2]).down()
-    else:
-        sys.exit("usage: netns_target.py up N DIR | down DIR")
+def reap_stale():
+    """Remove what a killed run left: our namespaces (xpf<pid>-c, xpf<pid>-<k>, names made only
+    here) whose creating process is gone, and the processes inside them."""
+    out = sh("ip", "netns", "list", check=False).stdout
+    stale = {}
+    for line in out.splitlines():
+        m = re.match(r"^(xpf(\d+))-(c|\d+)\b", line)
+        if m and not os.path.exists(f"/proc/{m.group(2)}"):
+            stale.setdefault(m.group(1), []).append(m.group(0))
+    for name, spaces in stale.items():
+        t = Target(tempfile.gettempdir(), 0, name)
+        t.nodes = [n for n in spaces if not n.endswith("-c")]
+        t.down()

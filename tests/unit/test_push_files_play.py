@@ -17,7 +17,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from netns_target import Target, missing_tools  # noqa: E402
+from netns_target import Target, missing_tools, reap_stale  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -398,3 +398,32 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
     assert sha(read(target.node_path(1, dest))) == sha(read(new))
     assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert not [n for n in os.listdir(target.node_path(1, "/tmp/kill")) if n.startswith(".xcm-")]
+
+
+def test_target_of_a_killed_run_is_reaped(tmp_path):
+    if os.geteuid() != 0 or missing_tools():
+        pytest.skip("needs root and the target's tools")
+    code = (
+        "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "from netns_target import Target; t = Target(sys.argv[2], 1).up(); print(t.name, flush=True);"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    p = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    name = p.stdout.strip()
+    assert name.startswith("xpf"), p.stderr
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"{name}-c" in listed and f"{name}-1" in listed  # left behind, dropbear running
+    dropbear = subprocess.run(
+        ["ip", "netns", "pids", f"{name}-1"], capture_output=True, text=True, check=True
+    )
+    assert dropbear.stdout.split()
+    reap_stale()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert name not in listed
+    for pid in dropbear.stdout.split():  # gone, or a zombie waiting for init to reap it
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            pass
