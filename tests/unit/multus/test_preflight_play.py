@@ -34,7 +34,9 @@ PLAY = """
 """
 
 
-def run_play(tmp, role, hosts=("vm-001", "vm-002", "vm-003"), host_vars=None, tags=None, **extra):
+def run_play(
+    tmp, role, *, hosts=("vm-001", "vm-002", "vm-003"), host_vars=None, tags=None, verbosity=None, **extra
+):
     root = tmp / "root"
     inv = {"all": {"children": {"xcluster": {"hosts": {h: (host_vars or {}).get(h, {}) for h in hosts}}}}}
     inv["all"]["vars"] = {
@@ -75,6 +77,8 @@ def run_play(tmp, role, hosts=("vm-001", "vm-002", "vm-003"), host_vars=None, ta
     ]
     if tags:
         cmd += ["--tags", tags]
+    if verbosity:
+        cmd.append(verbosity)
     run = subprocess.run(
         [*cmd, str(tmp / "play.yml")],
         cwd=REPO,
@@ -151,3 +155,20 @@ def test_preflight_fails_before_any_node_changes(tmp_path, role, case, expect):
     assert unchanged(root), sorted(str(p) for p in root.rglob("*"))
     # any_errors_fatal: no host got past the failed preflight task to the install step
     assert re.findall(r"^TASK \[xcluster\.multus\.\w+ : (Install|Activate)", out, re.M) == [], out
+
+
+def test_token_never_shown_even_at_vvv(tmp_path):
+    """The kubeconfig's token is in no output of the preflight (argument check, rendering)."""
+    token = "xcm-test-token-c2VjcmV0LXRva2Vu"
+    run, out, root = run_play(
+        tmp_path,
+        "multus",
+        tags="xcm_preflight_only",
+        verbosity="-vvv",
+        multus_kubeconfig_server="https://198.19.250.1:6443",
+        multus_kubeconfig_token=token,
+    )
+    assert run.returncode == 0, out
+    assert "The kubeconfig this host gets" in out and "censored" in out  # the task ran, hidden
+    assert token not in out
+    assert unchanged(root)
