@@ -378,7 +378,7 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
             ups = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.root.")]
             seen = os.path.getsize(os.path.join(node_tmp, ups[0])) if ups else 0
             time.sleep(0.05)
-        assert 5_000_000 <= seen < 60_000_000, "could not catch the upload in flight"
+        assert 5_000_000 <= seen < 60_000_000, f"could not catch the upload in flight ({seen} bytes)"
         # ansible's workers run in their own session: kill everything in the controller
         # namespace (ansible, workers, ssh clients, the ssh mux master)
         assert target.kill_controller()
@@ -387,14 +387,14 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
         while size != os.path.getsize(os.path.join(node_tmp, ups[0])):  # the node saw the end
             size = os.path.getsize(os.path.join(node_tmp, ups[0]))
             time.sleep(0.5)
-        assert size < 60_000_000
+        assert size < 60_000_000, f"the upload completed ({size} bytes) before the kill"
     finally:
         subprocess.run(target.wrap(["tc", "qdisc", "del", "dev", "v1", "root"]), check=False)
     assert sha(read(target.node_path(1, dest))) == sha(read(old))  # old content, whole
     left = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert left, "the partial upload should still be there for the next run to clean"
     res = r.play({"files": [{"src": str(new), "dest": dest}]})["vm-001"]
-    assert res["changed"] and sorted(os.path.basename(c) for c in res["cleaned"]) == sorted(left)
+    assert res["changed"] and sorted(os.path.basename(c) for c in res["cleaned"]) == sorted(left), (res, left)
     assert sha(read(target.node_path(1, dest))) == sha(read(new))
     assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert not [n for n in os.listdir(target.node_path(1, "/tmp/kill")) if n.startswith(".xcm-")]
