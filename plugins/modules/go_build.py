@@ -34,6 +34,8 @@ description:
   - A missing go command fails naming the PATH searched. A failing build fails with the
     build's own output (its last 80 lines; the whole log is kept beside the cache entry as
     C(failed-<key>.log)).
+  - The four most recently used entries of a O(name) are kept; older ones are removed after a
+    build (a whereabouts build takes about 190 MB).
   - The Go version is not part of the key (a cached build is used without Go on the
     controller); O(force=true) rebuilds.
   - Check mode changes nothing on nodes, so the build runs the same in check mode.

@@ -34,6 +34,7 @@ import time
 
 RECIPES = ("build-go-sh", "go-install")
 OUTPUT_TAIL_LINES = 80
+KEEP = 4  # cache entries kept per name, the most recently used (a whereabouts build is ~190 MB)
 
 
 class BuildError(Exception):
@@ -268,6 +269,7 @@ def build(
     os.makedirs(top, exist_ok=True)
     with _locked(os.path.join(top, ".lock")):
         if os.path.isdir(final) and not force:
+            os.utime(os.path.join(final, "stamp.json"))  # used now: pruned last
             result = _result(final, False, None)
         else:
             result = _build_now(
@@ -282,6 +284,7 @@ def build(
                 final=final,
                 base_env=base_env,
             )
+        prune(top, keep=KEEP)
     missing = [e for e in expect if e not in result["binaries"]]
     if missing:
         raise BuildError(
@@ -289,6 +292,23 @@ def build(
             f"expected also {', '.join(missing)} (not built by this version?)"
         )
     return result
+
+
+def prune(top, keep=KEEP):
+    """Remove all but the keep most recently used entries of top (under the caller's lock)."""
+    entries = []
+    for entry in os.scandir(top):
+        stamp_file = os.path.join(entry.path, "stamp.json")
+        if (
+            entry.is_dir(follow_symlinks=False)
+            and not entry.name.startswith(".")
+            and os.path.isfile(stamp_file)
+        ):
+            entries.append((os.stat(stamp_file).st_mtime, entry.path))
+    for _mtime, path in sorted(entries, reverse=True)[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(top, f"failed-{os.path.basename(path)}.log"))
 
 
 def _build_now(*, name, src, recipe, go, arch, env, stamp, top, final, base_env):

@@ -173,6 +173,19 @@ def test_go_install_builds_once_into_the_cache(tiny_clone, tmp_path, build_env):
     assert r4["built"] is True and r4["key"] == r3["key"]
 
 
+def test_prune_keeps_the_most_recently_used(tmp_path):
+    top = tmp_path / "build" / "x"
+    for i, name in enumerate(["a", "b", "c", "d", "e", "f"]):
+        (top / name / "bin").mkdir(parents=True)
+        (top / name / "stamp.json").write_text("{}")
+        os.utime(top / name / "stamp.json", (1000 + i, 1000 + i))
+    (top / "failed-a.log").write_text("x")
+    (top / ".tmp-zzz").mkdir()  # a build in progress is not an entry
+    os.utime(top / "b" / "stamp.json", (2000, 2000))  # used recently
+    gobuild.prune(str(top), keep=3)
+    assert sorted(os.listdir(top)) == [".tmp-zzz", "b", "e", "f"]
+
+
 def test_build_go_sh_recipe_takes_what_the_script_wrote(tiny_clone, tmp_path, build_env):
     cache = tmp_path / "cache"
     r1 = _build(
