@@ -216,13 +216,21 @@ class Target:
         raise ValueError(f"{path} is not in a node-private directory")
 
     def kill_controller(self):
-        """SIGKILL every process in the controller namespace (ansible, its detached workers,
-        ssh clients and the ssh mux master): the controller dies mid-whatever."""
-        pids = [int(p) for p in sh("ip", "netns", "pids", self.ctl).stdout.split()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return pids
+        """The controller dies at once: every process in the controller namespace (ansible, its
+        detached workers, ssh clients, the ssh mux master) is stopped first, so that none can
+        react to another's death (retry, clean up), then killed. Returns the pids."""
+        killed = []
+        for _ in range(50):
+            pids = [int(p) for p in sh("ip", "netns", "pids", self.ctl).stdout.split()]
+            if not pids:
+                break
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+            killed += pids
+            time.sleep(0.05)
+        return killed
 
     # ------------------------------------------------------------ down
     def _save(self):
