@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from ansible_collections.xcluster.multus.plugins.plugin_utils import gobuild
-from conftest import git, make_tiny_clone
+from gobuild_cases import git, make_tiny_clone
 
 
 def _loose_objects(repo):

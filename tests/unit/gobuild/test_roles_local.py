@@ -19,7 +19,7 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, go_env, make_tiny_clone
+from gobuild_cases import REPO, VENV_BIN, go_env, make_tiny_clone
 
 PLAYBOOK = REPO / "tests" / "unit" / "gobuild" / "playbook"
 TOKEN = "tok-3f1d9a7c-never-printed"
