@@ -1,0 +1,393 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""site.yml, the overlay (ovl/tar -> playbooks/ovl.yml) and uninstall.yml, on two netns labs of
+this module's own (tests/lab/lab, LAB=netns, 2 nodes each: A gets the overlay, B the live push).
+The nodes' writes land in their overlay upper dirs on this host, so what each way installs is
+compared file by file (type, mode, sha256), as "what changed since the fresh node":
+
+1. ovl/tar keeps xcluster's contract: the archive alone on stdout (or in OUTFILE), logs on
+   stderr, no secret in them, SETUP=None gives the base only, a failure writes nothing;
+2. the overlay unpacked onto lab A's fresh nodes (`tar -C / -x` over ssh) with its
+   /etc/init.d/25multus.rc run gives exactly the files site.yml gives lab B's fresh nodes;
+3. uninstall.yml gives both labs their fresh trees back (base CNI config byte for byte);
+4. `import_playbook: xcluster.multus.site` from a playbook in a temporary directory, with the
+   collection built and installed by ansible-galaxy (the checkout unseen), installs the same;
+5. playbooks/basic.yml (the seed's basic check) gives the same pods and ping matrix on both.
+
+whereabouts and multus-service are in (clone stand-ins, tests/artifacts/*-src, built once by
+the roles). Needs root, Go, and the archives of tests/artifacts/build-all. The tests run in
+order on shared labs (each step needs the previous one's state).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LABCMD = os.path.join(REPO, "tests", "lab", "lab")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
+ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
+NODES = (1, 2)
+RC = "etc/init.d/25multus.rc"
+TOKEN = "lab-token-c2VjcmV0LWluLXRoZS1sYWI"  # the lab's whereabouts kubeconfig (group_vars)
+EPOCH = "1700000000"
+# dropbear's login records, written at every ssh login (not by the collection)
+LOGIN_RECORDS = {"var/log/wtmp", "var/log/lastlog", "var/log/btmp", "var/run/utmp"}
+
+
+def go_env():
+    gocache = os.path.join(CACHE, "go")
+    return {
+        "PATH": os.pathsep.join([VENV_BIN, "/usr/local/go/bin", os.environ.get("PATH", "")]),
+        "GOFLAGS": "-modcacherw",
+        "GOTOOLCHAIN": "local",
+        "GOMODCACHE": os.path.join(gocache, "modcache"),
+        "GOCACHE": os.path.join(gocache, "build-cache"),
+    }
+
+
+def snapshot(root):
+    """{relative path: (kind, mode, sha256 | link target | rdev)} of a node's upper dirs."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            m = st.st_mode
+            if stat.S_ISREG(m):
+                with open(p, "rb") as f:
+                    out[rel] = ("f", stat.S_IMODE(m), hashlib.sha256(f.read()).hexdigest())
+            elif stat.S_ISDIR(m):
+                out[rel] = ("d", stat.S_IMODE(m), None)
+            elif stat.S_ISLNK(m):
+                out[rel] = ("l", None, os.readlink(p))
+            else:
+                out[rel] = ("o", stat.S_IFMT(m), st.st_rdev)
+    return out
+
+
+def _same_as_lower(rel, entry):
+    """A directory only copied up by the overlay: the host's own, same mode (no change seen)."""
+    if entry is None or entry[0] != "d":
+        return False
+    try:
+        st = os.lstat("/" + rel)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == entry[1]
+
+
+def delta(before, after):
+    """{path: (before, after)} of what changed, as the node sees it."""
+    out = {}
+    for rel in sorted(set(before) | set(after)):
+        a, b = before.get(rel), after.get(rel)
+        if a == b or rel in LOGIN_RECORDS:
+            continue
+        if (a is None and _same_as_lower(rel, b)) or (b is None and _same_as_lower(rel, a)):
+            continue
+        out[rel] = (a, b)
+    return out
+
+
+class Lab:
+    def __init__(self, name, env, tmp):
+        self.name, self.env, self.tmp = name, env, tmp
+        self.state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
+        self.inventory = os.path.join(self.state, "inventory.yml")
+        self.fresh = None
+
+    def ssh(self, node, cmd, data=None):
+        p = subprocess.run(
+            [LABCMD, "ssh", str(node), cmd], env=self.env, input=data, capture_output=True, check=False
+        )
+        assert p.returncode == 0, f"{self.name} vm-00{node}: {cmd}: {p.stdout[-2000:]!r} {p.stderr[-2000:]!r}"
+        return p.stdout.decode()
+
+    def snapshot(self):
+        return {n: snapshot(os.path.join(self.state, "nodes", f"vm-00{n}", "upper")) for n in NODES}
+
+    def changes(self):
+        """What changed on each node since the lab was fresh."""
+        now = self.snapshot()
+        return {n: delta(self.fresh[n], now[n]) for n in NODES}
+
+    def unpack_overlay(self, archive):
+        with open(archive, "rb") as f:
+            data = f.read()
+        out = {}
+        for n in NODES:
+            self.ssh(n, "tar -C / -x", data)
+            out[n] = self.ssh(n, f"/{RC}")
+        return out
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
+    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
+    tmp = str(tmp_path_factory.mktemp("site"))
+    env = dict(os.environ, **go_env())
+    env.pop("ARCHIVE", None)  # the lab's group_vars then use the cache's archives/
+    for tool, dest in (("whereabouts-src", "whereabouts"), ("multus-service-src", "multus-service")):
+        p = subprocess.run(
+            [os.path.join(REPO, "tests", "artifacts", tool), os.path.join(tmp, dest)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+    env.update(
+        WHEREABOUTS_DIR=os.path.join(tmp, "whereabouts"),
+        MSERVICE_DIR=os.path.join(tmp, "multus-service"),
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    labs = {}
+    try:
+        for name in ("a", "b"):
+            lab_env = dict(
+                env,
+                LAB="netns",
+                LAB_PREFIX=f"xso{os.getpid() % 10000}{name}",
+                LAB_NET="auto",
+                LAB_NODES=str(len(NODES)),
+            )
+            labs[name] = Lab(name, lab_env, tmp)
+            p = subprocess.run(
+                [LABCMD, "up"], env=lab_env, capture_output=True, text=True, timeout=600, check=False
+            )
+            assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
+            labs[name].fresh = labs[name].snapshot()
+        yield {"env": env, "tmp": tmp, "a": labs["a"], "b": labs["b"]}
+    finally:
+        for lab in labs.values():
+            subprocess.run([LABCMD, "down"], env=lab.env, capture_output=True, check=False)
+
+
+def play(lab, playbook, *args, cwd=REPO, env=None, ok=True):
+    cmd = [
+        os.path.join(VENV_BIN, "ansible-playbook"),
+        "-i",
+        lab.inventory,
+        playbook,
+        "-e",
+        f"@{LAB_VARS}",
+        *args,
+    ]
+    p = subprocess.run(
+        cmd, env=env or lab.env, cwd=cwd, capture_output=True, text=True, timeout=1200, check=False
+    )
+    out = p.stdout + p.stderr
+    assert (p.returncode == 0) == ok, out[-6000:]
+    assert TOKEN not in out, "a secret showed in the output"
+    return out
+
+
+def ovl_tar(ctx, *args, out="-", env_extra=None):
+    env = dict(ctx["env"], OVL_INVENTORY=ctx["a"].inventory, OVL_VARS=LAB_VARS, SOURCE_DATE_EPOCH=EPOCH)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [os.path.join(REPO, "ovl", "tar"), out, *args],
+        env=env,
+        cwd=ctx["tmp"],
+        capture_output=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def tar_members(data):
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name: m for m in t.getmembers()}
+
+
+def test_ovl_tar_contract(ctx):
+    p = ovl_tar(ctx)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err[-6000:]
+    members = tar_members(p.stdout)  # stdout is the archive and nothing else
+    assert "PLAY RECAP" in err and TOKEN not in err
+    # the same bytes to a file (SOURCE_DATE_EPOCH: the same member times)
+    path = os.path.join(ctx["tmp"], "multus.tar")
+    q = ovl_tar(ctx, out=path)
+    assert q.returncode == 0 and q.stdout == b"", q.stderr.decode()[-3000:]
+    with open(path, "rb") as f:
+        assert f.read() == p.stdout
+    ctx["archive"] = path
+
+    for name in (
+        RC,
+        "opt/cni/bin/multus-cni",
+        "opt/cni/bin/bridge",
+        "opt/cni/bin/node-local",
+        "opt/cni/bin/whereabouts",
+        "bin/multus-proxy",
+        "usr/lib/xcluster-multus/activate",
+        "etc/cni/net.d/10-multus.conf",
+        "etc/kubernetes/multus-crd-macvlan.yaml",
+        "etc/cni/node-local/ipvlan",
+    ):
+        assert name in members, name
+    assert members[RC].mode == 0o755 and members["opt/cni/bin/multus-cni"].mode == 0o755
+    assert members["etc/cni/net.d/whereabouts.d/whereabouts.conf"].mode == 0o600
+    assert members["etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"].mode == 0o600
+    assert members["etc/cni/node-local"].isdir() and members["etc/cni/node-local"].mode == 0o755
+    # per node, made at boot; directories on the way are not members (/bin stays a symlink)
+    assert "etc/cni/node-local/.index" not in members
+    assert not {"bin", "etc", "opt", "usr", "etc/cni", "opt/cni/bin"} & set(members)
+    assert {m.uid for m in members.values()} == {0} and {m.mtime for m in members.values()} == {int(EPOCH)}
+
+    base = ovl_tar(ctx, env_extra={"SETUP": "None"})  # WHEREABOUTS_DIR, MSERVICE_DIR still set
+    assert base.returncode == 0, base.stderr.decode()[-3000:]
+    names = set(tar_members(base.stdout))
+    assert not [n for n in names if "whereabouts" in n or "multus-proxy" in n or "multus-service" in n]
+    assert {n for n in names if n.startswith("etc/kubernetes/")} == {
+        "etc/kubernetes/multus-crd.yaml",
+        "etc/kubernetes/multus-crd-bridge.yaml",
+    }
+    assert {RC, "opt/cni/bin/multus-cni", "etc/cni/node-local/macvlan"} <= names
+
+    bad = os.path.join(ctx["tmp"], "bad.yml")
+    with open(bad, "w") as f:
+        f.write("cni_plugins_version: v9.9.9\n")
+    fail = ovl_tar(ctx, "-e", f"@{bad}")
+    assert fail.returncode != 0 and fail.stdout == b""
+    assert "cni-plugins-linux-amd64-v9.9.9.tgz" in fail.stderr.decode()
+    assert b"No out-file" in ovl_tar(ctx, out="").stderr
+
+
+def test_overlay_gives_the_files_of_the_live_push(ctx):
+    a, b = ctx["a"], ctx["b"]
+    rc_out = a.unpack_overlay(ctx["archive"])
+    for n in NODES:
+        assert "CHANGED: moved /etc/cni/net.d/10-bridge.conf" in rc_out[n], rc_out[n]
+    play(b, "site.yml")
+    da, db = a.changes(), b.changes()
+    for n in NODES:
+        assert da[n].pop(RC)[1][:2] == ("f", 0o755)  # the overlay's boot script: its one extra file
+        assert da[n] == db[n], f"vm-00{n}: overlay vs live: {set(da[n].items()) ^ set(db[n].items())}"
+        d = db[n]
+        assert d["etc/cni/node-local/.index"][1][2] == hashlib.sha256(f"{n}\n".encode()).hexdigest()
+        assert d["etc/cni/net.d/10-bridge.conf"][1] is None  # moved under multus' confDir
+        assert d["etc/cni/multus/net.d/bridge.conf"][1][0] == "f"
+        assert d["usr/bin/multus-proxy"][1][:2] == ("f", 0o755)  # /bin -> usr/bin on this host
+        assert d["etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"][1][:2] == ("f", 0o600)
+        assert (
+            len([p for p in d if p.startswith("opt/cni/bin/")]) == 16 + 3
+        )  # plugins, multus, node-local, whereabouts
+    ctx["installed"] = db
+    again = a.unpack_overlay(ctx["archive"])  # the .rc again: nothing more to do
+    for n in NODES:
+        assert "CHANGED" not in again[n] and "OK: base config already at" in again[n], again[n]
+    assert {n: {k: v for k, v in d.items() if k != RC} for n, d in a.changes().items()} == da
+
+
+def test_uninstall_gives_the_fresh_tree_back(ctx):
+    for lab in (ctx["a"], ctx["b"]):  # a: installed by the overlay, b: by site.yml
+        out = play(lab, "playbooks/uninstall.yml")
+        assert "CHANGED: restored /etc/cni/net.d/10-bridge.conf" in out
+        left = lab.changes()
+        assert left == {n: {} for n in NODES}, f"lab {lab.name}: left after uninstall: {left}"
+
+
+def test_import_playbook_from_the_installed_collection(ctx, tmp_path):
+    b = ctx["b"]
+    env = dict(ctx["env"])
+    env.pop("ANSIBLE_CONFIG")
+    ag = os.path.join(VENV_BIN, "ansible-galaxy")
+    subprocess.run(
+        [ag, "collection", "build", "--output-path", str(tmp_path), REPO],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    built = [f for f in os.listdir(tmp_path) if f.startswith("xcluster-multus-")]
+    assert len(built) == 1, built
+    coll = tmp_path / "collections"
+    subprocess.run(
+        [ag, "collection", "install", "-p", str(coll), str(tmp_path / built[0])],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "ansible.cfg").write_text(
+        f"[defaults]\ncollections_path = {coll}\ncollections_scan_sys_path = False\n"
+        "host_key_checking = False\nretry_files_enabled = False\n"
+    )
+    (tmp_path / "play.yml").write_text(
+        "---\n- name: xcluster.multus from the installed collection\n"
+        "  ansible.builtin.import_playbook: xcluster.multus.site\n"
+    )
+    env["ANSIBLE_CONFIG"] = str(tmp_path / "ansible.cfg")
+    out = play(b, "play.yml", "-vv", cwd=str(tmp_path), env=env)
+    paths = set(re.findall(r"task path: (\S+)", out))
+    ours = {p for p in paths if "xcluster/multus" in p or REPO in p}
+    assert ours and all(p.startswith(str(coll)) for p in ours), sorted(ours)[:5]
+    assert b.changes() == ctx["installed"]
+
+
+def basic(lab, tmp):
+    """playbooks/basic.yml, then each host's pod interfaces and pings saved as JSON."""
+    out = os.path.join(tmp, f"basic-{lab.name}.json")
+    pb = os.path.join(tmp, f"basic-{lab.name}.yml")
+    save = (
+        "{{ dict(groups['xcluster'] | zip(groups['xcluster'] | map('extract', hostvars, '_basic_pod')"
+        " | zip(groups['xcluster'] | map('extract', hostvars, '_basic_ping')"
+        " | map(attribute='stdout_lines')))) | to_json }}"
+    )
+    with open(pb, "w") as f:
+        json.dump(
+            [
+                {"ansible.builtin.import_playbook": os.path.join(REPO, "playbooks", "basic.yml")},
+                {
+                    "name": "Save the results",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [{"ansible.builtin.copy": {"content": save, "dest": out, "mode": "0644"}}],
+                },
+            ],
+            f,
+        )
+    play(lab, pb)
+    with open(out) as f:
+        res = json.load(f)
+    pods = {
+        h: [(i["ifname"], i["network"], i["type"], sorted(a["local"] for a in i["addresses"])) for i in r[0]]
+        for h, r in res.items()
+    }
+    pings = {h: sorted(ln.strip() for ln in r[1] if ln.strip().startswith("{")) for h, r in res.items()}
+    return pods, pings
+
+
+def test_basic_check_gives_the_same_result(ctx):
+    a, b = ctx["a"], ctx["b"]
+    a.unpack_overlay(ctx["archive"])  # b still has the installed collection's push
+    pods_a, pings_a = basic(a, ctx["tmp"])
+    pods_b, pings_b = basic(b, ctx["tmp"])
+    assert pods_a == pods_b
+    assert pings_a == pings_b
+    for pod in pods_a.values():
+        assert [i[0] for i in pod] == ["eth0", "net1", "net2"], (
+            pod
+        )  # no ipvlan on netns: macvlan, host-device
+        assert all(i[3] for i in pod[:2]), pod
+    assert all(json.loads(ln)["ok"] for lines in pings_a.values() for ln in lines)
+    assert sum(len(v) for v in pings_a.values()) == len(NODES) * (len(NODES) - 1) * 2  # macvlan v4+v6
