@@ -14,9 +14,9 @@ description:
   - Runs on the controller only and never contacts a node. Used by C(playbooks/ovl.yml) with
     C(run_once=true) and C(delegate_to=localhost).
   - Takes, for every host, the M(xcluster.multus.push_files) lists the roles compute in their
-    C(tasks/files.yml), reads them with the same rules as the push (a O(hosts.sources[].files[].src)
+    C(tasks/files.yml), reads them with the same rules as the push (a C(src)
     directory stands for every file below it; default modes 0644, 0600 for secrets, the source
-    file's bits for O(hosts.sources[].files[].src)), and writes one uncompressed tar with them,
+    file's bits for a C(src)), and writes one uncompressed tar with them,
     member names relative to C(/) (C(etc/cni/...)), owner root, as C(xc mkcdrom) and
     C(tar -C / -x) expect. Directories are members only when the lists give them (with their
     mode); tar makes the other missing ones (0755, as the push's C(mkdir -p)) and leaves existing
@@ -63,9 +63,11 @@ attributes:
     description: Checks everything, writes nothing.
   diff_mode:
     support: none
+    description: Nothing on a node changes; the archive is a new file on the controller.
   platform:
     support: full
     platforms: posix
+    description: Runs on the controller only.
 author:
   - xcluster.multus contributors (@xcluster-multus)
 """

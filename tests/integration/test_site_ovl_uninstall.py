@@ -391,3 +391,23 @@ def test_basic_check_gives_the_same_result(ctx):
         assert all(i[3] for i in pod[:2]), pod
     assert all(json.loads(ln)["ok"] for lines in pings_a.values() for ln in lines)
     assert sum(len(v) for v in pings_a.values()) == len(NODES) * (len(NODES) - 1) * 2  # macvlan v4+v6
+
+
+def test_delegates_mode_the_rc_renders_what_the_live_push_would(ctx):
+    """multus_mode delegates: 10-multus.conf depends on the node; the overlay holds it with its
+    placeholders and the .rc fills them in at boot. site.yml in check mode then finds nothing
+    to change on the overlay-installed nodes."""
+    a = ctx["a"]
+    play(a, "playbooks/uninstall.yml")  # (the basic check's runtime leftovers stay: leases, logs)
+    path = os.path.join(ctx["tmp"], "delegates.tar")
+    p = ovl_tar(ctx, "-e", "multus_mode=delegates", out=path)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    with tarfile.open(path) as t:
+        conf = t.extractfile("etc/cni/net.d/10-multus.conf").read().decode()
+    assert '"subnet": "198.19.%.128/25"' in conf  # the lab's delegates (tests/lab/group_vars)
+    a.unpack_overlay(path)
+    for n in NODES:
+        assert f'"subnet": "198.19.{n}.128/25"' in a.ssh(n, "cat /etc/cni/net.d/10-multus.conf")
+    out = play(a, "site.yml", "--check", "-e", "multus_mode=delegates")
+    recap = re.findall(r"^(vm-\d+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)
+    assert sorted(recap) == [(f"vm-00{n}", "0") for n in NODES], out[-3000:]
