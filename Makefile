@@ -55,8 +55,9 @@ molecule: venv artifacts
 test: venv
 	tests/run-all
 
+# The demo uses the VM lab (net1 over ipvlan shows) unless LAB is given.
 demo:
-	scripts/demo
+	LAB=$(if $(filter command line environment,$(origin LAB)),$(LAB),vm) scripts/demo
 
 bench: venv artifacts
 	bench/run
