@@ -295,9 +295,6 @@ Host *
   Compression no
   ConnectTimeout 5
   LogLevel ERROR
-  ControlMaster auto
-  ControlPath $STATE/cp/%C
-  ControlPersist 60s
 EOF
 	} >"$STATE/ssh_config"
 }
