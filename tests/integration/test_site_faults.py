@@ -328,7 +328,10 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
         "ANSIBLE_CALLBACK_PLUGINS": os.path.join(REPO, "tests", "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": "xcm_probe",
         "XCM_PROBE_HOOK_TASK": "multus.multus : Install multus",
-        "XCM_PROBE_HOOK_CMD": f"ssh -F {ssh_config} -O exit vm-002 2>/dev/null; {' '.join(port)} down",
+        "XCM_PROBE_HOOK_CMD": (
+            f"ssh -F {ssh_config} -o ControlPath={lab.state}/cp/%C -O exit vm-002 2>/dev/null; "
+            f"{' '.join(port)} down"
+        ),
     }
     try:
         out, recap = lab.play(ok=False, env=hook)

@@ -336,7 +336,7 @@ EOF
     ansible_user: root
     ansible_ssh_private_key_file: $STATE/id_ed25519
     ansible_ssh_common_args: -F $STATE/ssh_config -o UserKnownHostsFile=$STATE/known_hosts
-    ansible_ssh_args: -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$STATE/cp/%C -o Compression=no
+    ansible_ssh_args: -o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$STATE/cp/%C -o Compression=no -o ServerAliveInterval=5 -o ServerAliveCountMax=3
     ansible_ssh_transfer_method: sftp
     lab_backend: $LAB
     lab_prefix: $LAB_PREFIX
