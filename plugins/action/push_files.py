@@ -4,7 +4,8 @@
 
 Thin: the decisions are in plugin_utils/push.py. This file only talks to the connection:
 one command reads the node, put_file uploads (one tar, or single files), one command
-finalizes. Nothing is ever sent to the node as a module.
+finalizes (and writes the node's records of what it installed: the record rule in
+plugin_utils/push.py). Nothing is ever sent to the node as a module.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils import push
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "directories", "upload_dir", "batch", "compress"))
+    _VALID_ARGS = frozenset(("files", "directories", "upload_dir", "batch", "compress", "state_dir"))
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -42,6 +43,14 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(f"{host}: {name}: {value!r} is not a boolean; expected true or false")
         if not isinstance(upload_dir, str) or not upload_dir.startswith("/"):
             raise AnsibleActionFail(f"{host}: upload_dir: {upload_dir!r} is not an absolute path")
+        state_dir = args.get("state_dir", push.STATE_DIR)
+        if state_dir is None:
+            state_dir = ""
+        if not isinstance(state_dir, str) or (state_dir and not push.is_plain_abs(state_dir)):
+            raise AnsibleActionFail(
+                f"{host}: state_dir: {state_dir!r} is not an absolute path; expected a directory"
+                " on the node for push_files' records, or '' for none"
+            )
 
         try:
             files, dirs = push.normalize(
@@ -61,15 +70,17 @@ class ActionModule(ActionBase):
         globs = push.leftover_globs(files, dirs, upload_dir, user)
         trips = 1
         censor = any(f.secret for f in files)
-        out = self._run_cmd(push.state_command(files, dirs, globs), censor, host, "read")
+        out = self._run_cmd(push.state_command(files, dirs, globs, state_dir), censor, host, "read")
         try:
             state, leftovers = push.parse_state(host, out, files, dirs)
-            plan = push.plan(host, files, dirs, state, leftovers)
+            plan = push.plan(host, files, dirs, state, leftovers, records=bool(state_dir))
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
 
         sent, transport = 0, None
-        if plan.changed and not self._task.check_mode:
+        # plan.record alone (files right, their records missing or stale): one more command
+        # that writes the records, no change
+        if (plan.changed or plan.record) and not self._task.check_mode:
             local_tmp = tempfile.mkdtemp(prefix="xcm-push-", dir=C.DEFAULT_LOCAL_TMP)
             uploads, extra = [], []
             try:
@@ -87,7 +98,12 @@ class ActionModule(ActionBase):
                     base = private + "/u"
                 if len(plan.transfer) > 1 and batch:
                     transport = "tar"
-                    local, sent = push.shared_tar(C.DEFAULT_LOCAL_TMP, plan.transfer, compress=compress)
+                    local, sent = push.shared_tar(
+                        C.DEFAULT_LOCAL_TMP,
+                        plan.transfer,
+                        compress=compress,
+                        extra=push.record_members(plan, state_dir),
+                    )
                     uploads.append((base + ".tar", None))
                     self._put(local, base + ".tar", host)
                     trips += 1
@@ -113,7 +129,14 @@ class ActionModule(ActionBase):
             finally:
                 shutil.rmtree(local_tmp, ignore_errors=True)
             zipped = compress and transport == "tar"
-            cmd = push.finalize_command(plan, uploads, tar_compressed=zipped, extra_cleanup=extra)
+            cmd = push.finalize_command(
+                plan,
+                uploads,
+                tar_compressed=zipped,
+                extra_cleanup=extra,
+                state_dir=state_dir,
+                records_in_tar=True,
+            )
             self._run_cmd(cmd, False, host, "finalize")
             trips += 1
 

@@ -14,11 +14,24 @@ description:
   - Delivers files (from the controller or given as content) to a node using only the
     connection (C(put_file) and shell commands). No module is sent, so the node needs no
     Python, only C(sh) and the busybox applets C(sha256sum), C(stat), C(mkdir), C(mv),
-    C(chmod), C(chown), C(rm), C(tar), C(cat), C(mktemp).
+    C(chmod), C(chown), C(rm), C(rmdir), C(tar), C(cat), C(mktemp), C(sleep).
   - "Round trips per host: one command reads every destination (kind, sha256, mode, owner)
     and lists leftovers of interrupted runs. If nothing differs, that is all. Otherwise the
     files that differ are uploaded (several files: one tar, one C(put_file); one file: the
     file itself) into O(upload_dir), and one more command finalizes."
+  - "Records, so that a rerun does not hash what it installed: after installing, the node
+    keeps a record per file in O(state_dir): its sha256 and what C(stat) showed right after
+    the install (size, inode, device, mtime and ctime with nanoseconds, path). The read step
+    hashes a file only when its C(stat) differs from its record; otherwise the record's sha256
+    is the file's. Every write to a file, and every change of its mode, owner or links, sets its
+    ctime to the current time (and only setting the clock back gives an older one), so a file
+    changed in place, even with its size and mtime put back, is hashed and replaced. Records are
+    written only once the filesystem's clock has moved past the files' ctimes (a marker written
+    beside them says so), so a write in the same clock tick as the install is seen too. Secret
+    files get no record (always hashed). A file found right by hashing whose record is missing
+    or stale (installed by an overlay or another tool, touched) gets its record with one more
+    command, which is no change. Not seen: a write landing between push_files' own rename of
+    the file and its C(stat) a few milliseconds later, and one that also sets the clock back."
   - "The finalize step unpacks with the node's own C(tar) into a temporary directory
     C(<dest dir>/.xcm-tmp.XXXXXX) on the same filesystem as the destination, sets mode and
     owner there, then renames each file into place with C(mv -f). A destination is therefore
@@ -137,6 +150,14 @@ options:
         C(tar) is broken).
     type: bool
     default: true
+  state_dir:
+    description:
+      - Directory on the node for the records of what was installed (one small file per
+        destination, mode 0600, in a directory created mode 0700). V('') keeps no records:
+        every file present is hashed at every read.
+      - Records that cannot be written (a read-only node, no permission) only cost hashing.
+    type: str
+    default: /var/lib/xcluster-multus/push
   compress:
     description:
       - Compress the tar with gzip (level 1); the node's C(tar) must support C(-z).
@@ -149,8 +170,8 @@ notes:
   - Diff mode is supported. One entry per changed path with sha256, mode, owner before and
     after (never the content).
   - "Round trips: 1 when nothing differs; 3 when files differ (read, upload, finalize), 4 when
-    secret files are among them; 2 for mode/owner-only changes or removals; with
-    O(batch=false), one upload per file."
+    secret files are among them; 2 for mode/owner-only changes or removals, and when only
+    records are written; with O(batch=false), one upload per file."
   - On a LAN, ssh compression (Ansible's default C(ssh_args) contain C(-C)) slows large
     transfers down; this collection's C(ansible.cfg) leaves it out.
 attributes:
@@ -227,6 +248,11 @@ directories:
   elements: str
 cleaned:
   description: Leftovers of interrupted runs removed (or to be removed, in check mode).
+  returned: always
+  type: list
+  elements: str
+hashed:
+  description: Files the node hashed (their C(stat) did not match a record, or they are secret).
   returned: always
   type: list
   elements: str

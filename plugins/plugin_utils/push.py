@@ -10,6 +10,8 @@ Ansible runtime, so that it can be unit-tested directly:
 - ``state_command(...)`` is ONE POSIX sh command that reads, on the node, the kind, mode,
   owner and sha256 of every path (busybox ``stat``, ``sha256sum``; sh builtins otherwise),
   and lists temporary leftovers of earlier interrupted runs; ``parse_state`` reads its output.
+  A file whose stat still matches the record the last push left for it is not hashed (the
+  record rule, below).
 - ``plan(...)`` compares and says what to transfer, what only needs mode/owner, what to
   remove, which directories to create or fix, and which leftovers to clean.
 - ``finalize_command(...)`` is ONE command that unpacks what was uploaded into a temporary
@@ -18,6 +20,23 @@ Ansible runtime, so that it can be unit-tested directly:
   removes what is absent, and always cleans its temporary files (trap on EXIT).
 - ``report(...)`` and ``diff(...)`` give the task result; secret items never show content
   or checksums.
+
+The record rule (what lets a rerun skip hashing what it installed): after a push, the node
+keeps one small record per installed file in ``state_dir`` (default STATE_DIR, mode 0700):
+``<sha256> <ctime>|<size> <inode> <device> <mtime>|<path>`` as the node's ``stat`` printed it
+right after the install (times with nanoseconds). The next read hashes a file only when its
+stat line differs from the record; otherwise the record's sha256 is the file's. Any write to a
+file, and any change of its mode, owner or links, sets its ctime to the current time, and
+nothing but setting the clock back gives an older one; so a file changed in place, even with
+its size and mtime restored, no longer matches and is hashed. A record is written only once
+the clock (the filesystem's own timestamp, read back from a marker written in the same
+directory) has moved past the file's ctime, so a write in the same timestamp tick as the
+install cannot go unseen. Secret files get no record (always hashed: their checksum is
+written nowhere). A file found right by hashing but without a matching record (installed by
+an overlay, touched, copied back) gets its record in one more command, reported as no
+change. A missing or unwritable ``state_dir`` only costs hashing. Not seen: a write that
+lands between push_files' own rename of the file and its stat a few milliseconds later, and
+a change that also restores ctime (the clock set back, on purpose).
 
 Bad input raises PushError naming the host, the value and what is expected.
 """
@@ -35,11 +54,17 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-TMP_PREFIX = ".xcm-tmp."  # temporary directories beside destinations
+TMP_PREFIX = ".xcm-tmp."  # temporary directories (and clock markers) beside destinations
 UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
 OK_MARK = "::xcm-ok::"
 SEP = "::xcm::"
+STATE_DIR = "/var/lib/xcluster-multus/push"  # the node's records of what was installed
+# One stat line per path: attrs|ctime|size inode device mtime|path. The part after the first
+# '|' is what a record holds (after the sha256); busybox and GNU stat print %y/%z alike, with
+# nanoseconds where the filesystem keeps them.
+STAT_FMT = "%a %u %g %U %G|%z|%s %i %d %y|%n"
 
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _FILE_KEYS = {"src", "content", "dest", "mode", "owner", "group", "secret", "state"}
@@ -89,6 +114,8 @@ class NodeEntry:
     user: str | None = None
     group: str | None = None
     sha256: str | None = None
+    ident: str | None = None  # ctime|size inode device mtime|path (files), what a record holds
+    hashed: bool = False  # sha256 from hashing (False: from a matching record, or no file)
 
 
 @dataclass
@@ -100,6 +127,7 @@ class Plan:
     dir_attrs: list = field(default_factory=list)  # DirSpec existing, mode/owner differ
     rmdirs: list = field(default_factory=list)  # DirSpec state absent, present on node
     cleanup: list = field(default_factory=list)  # leftovers of interrupted runs
+    record: list = field(default_factory=list)  # FileSpec: right, but its record is missing/stale
     before: dict = field(default_factory=dict)  # path -> NodeEntry
 
     @property
@@ -121,6 +149,17 @@ def parse_mode(host, where, value):
     if isinstance(value, str) and _MODE_RE.match(value):
         return int(value, 8)
     raise _err(host, where, value, "is not a mode; expected a quoted octal string such as '0755'")
+
+
+def is_plain_abs(value):
+    """An absolute path without newline or NUL, not the root directory."""
+    return (
+        isinstance(value, str)
+        and value.startswith("/")
+        and "\n" not in value
+        and "\0" not in value
+        and posixpath.normpath(value) not in ("/", "//")
+    )
 
 
 def _check_abs(host, where, value):
@@ -341,10 +380,20 @@ def leftover_globs(files, dirs, upload_dir, login_user):
     return globs
 
 
-def state_command(files, dirs, globs):
-    """ONE sh command: kinds, stat, sha256 of every path, then leftovers. Changes nothing."""
+def record_path(state_dir, dest):
+    """Where the node keeps dest's record: state_dir mirrors the destinations' tree."""
+    return state_dir.rstrip("/") + dest
+
+
+def state_command(files, dirs, globs, state_dir=None):
+    """ONE sh command: kinds, stat, sha256 of every path, then leftovers. Changes nothing.
+
+    A file is hashed unless its stat line matches its record in state_dir (the record rule,
+    module doc); with no state_dir every file is. Per file only sh builtins run (read, [ ],
+    case); stat and sha256sum run once each. The command stays small (a node's ssh server
+    limits its length: dropbear's is 9000 bytes): per file, only its path."""
     paths = " ".join([q(f.dest) for f in files] + [q(d.path) for d in dirs])
-    present = " ".join(q(f.dest) for f in files if f.state == "present")
+    present = [f for f in files if f.state == "present"]
     lines = [
         "set --",
         f"for p in {paths}; do",
@@ -352,15 +401,42 @@ def state_command(files, dirs, globs):
         '  elif [ -d "$p" ]; then echo D; set -- "$@" "$p"; elif [ -e "$p" ]; then echo O; else echo M; fi',
         "done",
         f"echo {SEP}",
-        "[ $# -eq 0 ] || stat -c '%a %u %g %U %G' \"$@\"",
+        "S=",
+        f'[ $# -eq 0 ] || S=$(stat -c "{STAT_FMT}" "$@")',
+        '[ -z "$S" ] || printf "%s\\n" "$S"',
         f"echo {SEP}",
     ]
     if present:
+        # one line per present regular file, in stat's order: "R <sha256>" (its record matches)
+        # or "H" (hashed below)
+        skip = [f.dest for f in files if f.state == "absent"]
+        secret = [f.dest for f in present if f.secret]
         lines += [
+            f"R={q(state_dir.rstrip('/'))}" if state_dir else "R=",
             "set --",
-            f'for p in {present}; do if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done',
+            "while IFS= read -r l; do",
+            "  r=${l#*|}; p=${r#*|}; p=${p#*|}",
+            '  [ -n "$l" ] && [ ! -d "$p" ] || continue',
+        ]
+        if skip:
+            lines.append(f"  case $p in {'|'.join(q(x) for x in skip)}) continue ;; esac")
+        lines.append("  c=")
+        if state_dir:
+            guard = f"case $p in {'|'.join(q(x) for x in secret)}) ;; *) " if secret else ""
+            lines.append(
+                f'  {guard}[ ! -f "$R$p" ] || IFS= read -r c <"$R$p" || :{" ;; esac" if secret else ""}'
+            )
+        lines += [
+            '  if [ -n "$c" ] && [ "${c#* }" = "$r" ]; then echo "R ${c%% *}";',
+            '  else echo H; set -- "$@" "$p"; fi',
+            "done <<XCM_EOF",
+            "$S",
+            "XCM_EOF",
+            f"echo {SEP}",
             '[ $# -eq 0 ] || sha256sum "$@"',
         ]
+    else:
+        lines.append(f"echo {SEP}")
     lines += [
         f"echo {SEP}",
         f'for p in {" ".join(globs)}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done',
@@ -375,31 +451,44 @@ def parse_state(host, output, files, dirs):
     if OK_MARK not in text:
         raise PushError(f"{host}: reading the node's files failed; output was {text[-500:]!r}")
     parts = text.split(OK_MARK)[0].split(SEP + "\n")
-    if len(parts) != 4:
+    if len(parts) != 5:
         raise PushError(f"{host}: unexpected answer when reading the node's files: {text[-500:]!r}")
     kinds = parts[0].split()
-    stats = [ln.split() for ln in parts[1].splitlines() if ln.strip()]
-    sums = [ln.lstrip("\\").split()[0] for ln in parts[2].splitlines() if ln.strip()]
-    leftovers = [ln for ln in parts[3].splitlines() if ln.strip()]
+    stats = [ln.split("|", 3) for ln in parts[1].splitlines() if ln.strip()]
+    verdicts = [ln.split() for ln in parts[2].splitlines() if ln.strip()]
+    sums = [ln.lstrip("\\").split()[0] for ln in parts[3].splitlines() if ln.strip()]
+    leftovers = [ln for ln in parts[4].splitlines() if ln.strip()]
     paths = [f.dest for f in files] + [d.path for d in dirs]
     names = {"L": "link", "F": "file", "D": "directory", "O": "other", "M": "missing"}
     if len(kinds) != len(paths) or any(k not in names for k in kinds):
         raise PushError(f"{host}: unexpected kinds from the node: {kinds!r} for {len(paths)} paths")
     n_stat = sum(k in "FD" for k in kinds)
     present_files = [f for f, k in zip(files, kinds) if f.state == "present" and k == "F"]
-    if len(stats) != n_stat or any(len(s) != 5 for s in stats) or len(sums) != len(present_files):
+    if (
+        len(stats) != n_stat
+        or any(len(s) != 4 or len(s[0].split()) != 5 for s in stats)
+        or len(verdicts) != len(present_files)
+        or any(v != ["H"] and not (len(v) == 2 and v[0] == "R" and _SHA_RE.match(v[1])) for v in verdicts)
+        or len(sums) != sum(v == ["H"] for v in verdicts)
+    ):
         raise PushError(
             f"{host}: the node's stat/sha256sum answer does not match its file list "
             f"(a file changed while being read?): {text[-500:]!r}"
         )
     it_stat, it_sum = iter(stats), iter(sums)
-    sum_of = {f.dest: next(it_sum) for f in present_files}
+    sum_of = {}
+    for f, v in zip(present_files, verdicts):
+        sum_of[f.dest] = (next(it_sum), True) if v == ["H"] else (v[1], False)
     state = {}
     for p, k in zip(paths, kinds):
         kind = names[k]
         if k in "FD":
-            mode, uid, gid, user, group = next(it_stat)
-            state[p] = NodeEntry(kind, int(mode, 8), uid, gid, user, group, sum_of.get(p))
+            attrs, ctime, ident, path = next(it_stat)
+            mode, uid, gid, user, group = attrs.split()
+            sha, hashed = sum_of.get(p, (None, False))
+            state[p] = NodeEntry(
+                kind, int(mode, 8), uid, gid, user, group, sha, f"{ctime}|{ident}|{path}", hashed
+            )
         else:
             state[p] = NodeEntry(kind)
     return state, leftovers
@@ -422,7 +511,9 @@ def attrs_differ(spec, entry):
     )
 
 
-def plan(host, files, dirs, state, leftovers=()):
+def plan(host, files, dirs, state, leftovers=(), *, records=True):
+    """What to do. records: the node keeps records (state_dir set): a file found right by
+    hashing gets its record (p.record), unless it is secret."""
     p = Plan(before=dict(state), cleanup=list(leftovers))
     for f in files:
         e = state[f.dest]
@@ -438,6 +529,8 @@ def plan(host, files, dirs, state, leftovers=()):
             p.transfer.append(f)
         elif attrs_differ(f, e):
             p.attrs.append(f)
+        elif records and e.hashed and not f.secret:
+            p.record.append(f)
     for d in dirs:
         e = state[d.path]
         if d.state == "absent":
@@ -460,21 +553,24 @@ def member_name(index):
     return f"m{index}"
 
 
-def shared_tar(cache_dir, items, compress=False):
+def shared_tar(cache_dir, items, compress=False, extra=()):
     """The tar of these items, built once per run and shared by every host that needs the
     same files (named by their checksums): with many nodes, the controller packs it once.
-    Returns (path, size). Ansible removes its local temp dir at the end of the run."""
+    extra: more (member name, bytes) (record_members). Returns (path, size). Ansible removes
+    its local temp dir at the end of the run."""
     key = "|".join(f"{f.sha256}:{f.size}" for f in items) + f"|gz={compress}"
+    key += "".join(f"|{name}:{hashlib.sha256(data).hexdigest()}" for name, data in extra)
     path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}.tmp"
-        write_tar(tmp, items, compress)
+        write_tar(tmp, items, compress, extra)
         os.replace(tmp, path)  # concurrent builders write identical content
     return path, os.path.getsize(path)
 
 
-def write_tar(path, items, compress=False):
-    """Pack the items to transfer as members m0, m1, ... (mode 0600, owner root)."""
+def write_tar(path, items, compress=False, extra=()):
+    """Pack the items to transfer as members m0, m1, ... and the extra (name, bytes) members
+    (mode 0600, owner root)."""
     kwargs = {"compresslevel": 1} if compress else {}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sftp/scp keep this mode
     mode = "w:gz" if compress else "w"
@@ -488,6 +584,11 @@ def write_tar(path, items, compress=False):
             else:
                 with open(f.src, "rb") as fh:
                     tar.addfile(info, fh)
+        for name, data in extra:
+            info = tarfile.TarInfo(name)
+            info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"
+            info.size, info.mtime = len(data), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
     return os.path.getsize(path)
 
 
@@ -497,18 +598,126 @@ def _chown_arg(spec):
     return (spec.owner or "") + (":" + spec.group if spec.group else "")
 
 
-def _set_attrs(spec, path_expr):
-    """chown before chmod: chown clears set-id bits."""
+def _set_attrs(items):
+    """chown/chmod lines for (spec, path quoted for sh) pairs, one per (owner, mode) group;
+    chown first (it clears set-id bits)."""
+    groups = {}
+    for spec, path in items:
+        groups.setdefault((_chown_arg(spec), spec.mode), []).append(path)
     cmds = []
-    own = _chown_arg(spec)
-    if own:
-        cmds.append(f"chown {q(own)} {path_expr}")
-    if spec.mode is not None:
-        cmds.append(f"chmod {spec.mode:o} {path_expr}")
+    for (own, mode), paths in groups.items():
+        if own:
+            cmds.append(f"chown {q(own)} {' '.join(paths)}")
+        if mode is not None:
+            cmds.append(f"chmod {mode:o} {' '.join(paths)}")
     return cmds
 
 
-def finalize_command(p, uploads, tar_compressed=False, extra_cleanup=()):
+# The record step's sh function: xr DIR, with one "<sha256>:<name>" line per file of DIR on its
+# stdin. A marker in DIR (its filesystem's clock and timestamp granularity), written after the
+# files, is rewritten until its ctime differs from every file's; then each file's record is its
+# sha256 and its stat line. Nothing here fails the command: a record not written only costs
+# hashing at the next read.
+_RECORD_FN = (
+    "xr() {\n"
+    '  d=$1 T= m=$(mktemp "$1/.xcm-tmp.XXXXXX") || return 0\n'
+    '  XT="$XT $m"\n'
+    '  set -- "$m"\n'
+    '  while IFS= read -r f; do T="$T$f\n"; set -- "$@" "$d/${f#*:}"; done\n'
+    '  mkdir -p "$R$d" || return 0\n'
+    "  n=0\n"
+    "  while :; do\n"
+    f'    S=$(stat -c "{STAT_FMT}" "$@") || return 0\n'
+    "    c= x=0\n"
+    "    while IFS= read -r l; do\n"
+    "      r=${l#*|}; r=${r%%|*}\n"
+    '      if [ -z "$c" ]; then c=$r; elif [ "$r" = "$c" ]; then x=1; fi\n'
+    "    done <<XCM_EOF\n$S\nXCM_EOF\n"
+    "    [ $x = 1 ] || break\n"
+    "    n=$((n + 1)); [ $n -lt 200 ] || return 0\n"
+    # a rewrite alone moves the marker's ctime on kernels that give an inode whose time was
+    # just read a fine-grained one at its next change; others need the coarse clock to tick
+    "    [ $n -eq 1 ] || sleep 0.01 2>/dev/null || sleep 1\n"
+    '    echo $n >"$m"\n'
+    "  done\n"
+    "  set --\n"
+    '  while IFS= read -r f; do set -- "$@" "$f"; done <<XCM_EOF\n$T\nXCM_EOF\n'
+    "  x=1\n"
+    "  while IFS= read -r l; do\n"
+    "    [ $x = 0 ] || { x=0; continue; }\n"
+    '    printf "%s %s\\n" "${1%%:*}" "${l#*|}" >"$R$d/${1#*:}"; shift\n'
+    "  done <<XCM_EOF\n$S\nXCM_EOF\n"
+    "}"
+)
+
+
+def _by_dir(specs):
+    """{directory: [(index, spec)]}, directories sorted: the order the finalize stages them."""
+    out = {}
+    for i, f in enumerate(specs):
+        out.setdefault(posixpath.dirname(f.dest), []).append((i, f))
+    return dict(sorted(out.items()))
+
+
+def _record_lines(specs):
+    return "".join(f"{f.sha256}:{posixpath.basename(f.dest)}\n" for f in specs if not f.secret)
+
+
+def record_members(p, state_dir):
+    """The record lines of the files the plan transfers, one tar member per directory (r0,
+    r1, ... in the finalize's order), so that the finalize command need not carry them."""
+    if not state_dir:
+        return []
+    out = []
+    for n, (_d, items) in enumerate(_by_dir(p.transfer).items()):
+        lines = _record_lines(f for _i, f in items)
+        if lines:
+            out.append((f"r{n}", lines.encode()))
+    return out
+
+
+def record_commands(p, state_dir, uploaded=()):
+    """sh lines that write the records of what the plan leaves right on the node (the record
+    rule, module doc), and drop the records of removed files. uploaded: {directory: staged
+    path of its record lines} (record_members, unpacked beside the directory's files); the
+    other files' lines are in the command. They never fail the command: a record not written
+    only costs hashing at the next read."""
+    if not state_dir:
+        return []
+    uploaded = dict(uploaded)
+    inline = [f for f in p.transfer if posixpath.dirname(f.dest) not in uploaded] + p.attrs + p.record
+    inline = [f for f in inline if not f.secret]
+    if not (uploaded or inline or p.remove):
+        return []
+    out = ["set +e", f"R={q(state_dir.rstrip('/'))}"]  # from here on nothing fails the push
+    if p.remove:
+        out.append("rm -f " + " ".join(f'"$R"{q(f.dest)}' for f in p.remove))
+        # the record directories on the way, deepest first, up to and with state_dir itself
+        chain = set()
+        for f in p.remove:
+            d = posixpath.dirname(f.dest)
+            while d not in ("/", ""):
+                chain.add(d)
+                d = posixpath.dirname(d)
+        dirs = sorted(chain, key=lambda d: (-d.count("/"), d))
+        out.append("rmdir " + " ".join(f'"$R"{q(d)}' for d in dirs) + ' "$R" 2>/dev/null')
+    if uploaded or inline:
+        parent = posixpath.dirname(state_dir.rstrip("/")) or "/"
+        out += [
+            "umask 022",
+            f'[ -d "$R" ] || {{ mkdir -p {q(parent)} && mkdir -m 700 "$R"; }}',
+            "umask 077",
+            _RECORD_FN,
+        ]
+        out += [f"xr {q(d)} <{path}" for d, path in sorted(uploaded.items())]
+        for d, items in _by_dir(inline).items():
+            out.append(f"xr {q(d)} <<'XCM_EOF'\n{_record_lines(f for _i, f in items)}XCM_EOF")
+    return out
+
+
+def finalize_command(
+    p, uploads, tar_compressed=False, extra_cleanup=(), *, state_dir=None, records_in_tar=False
+):
     """ONE sh command that applies the plan.
 
     uploads: for a tar: [(remote tar path, None)] and p.transfer in member order; for single
@@ -516,49 +725,56 @@ def finalize_command(p, uploads, tar_compressed=False, extra_cleanup=()):
     own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
     staged and given their mode/owner there, then renamed into place with mv -f.
     extra_cleanup: more paths the EXIT trap removes (the private upload directory).
+    state_dir: where the node keeps its records (record_commands), None for none;
+    records_in_tar: the tar holds record_members(p, state_dir).
+    The command stays small (dropbear limits a command to 9000 bytes): per file transferred, a
+    tar member name and a "member:name" token.
     """
     lines = ["set -e", "umask 022"]
     upl = " ".join([q(u[0]) for u in uploads] + [q(x) for x in extra_cleanup])
-    lines.append(f"trap 'rm -rf $XT {upl}' EXIT" if upl else "trap 'rm -rf $XT' EXIT")
+    lines.append(f"trap {q(('cd /; rm -rf $XT ' + upl).strip())} EXIT")
     lines.append("XT=")
     if p.cleanup:
         lines.append("rm -rf " + " ".join(q(c) for c in p.cleanup))
-    for d in p.rmdirs:
-        lines.append(f"rm -rf {q(d.path)}")
-    for f in p.remove:
-        lines.append(f"rm -f {q(f.dest)}")
+    if p.rmdirs:
+        lines.append("rm -rf " + " ".join(q(d.path) for d in p.rmdirs))
+    if p.remove:
+        lines.append("rm -f " + " ".join(q(f.dest) for f in p.remove))
     mk = [d.path for d in p.mkdirs]
     parents = sorted({posixpath.dirname(f.dest) for f in p.transfer} - set(mk))
     if mk or parents:
         lines.append("mkdir -p " + " ".join(q(x) for x in mk + parents))
-    for d in p.mkdirs + p.dir_attrs:
-        lines += _set_attrs(d, q(d.path))
+    lines += _set_attrs([(d, q(d.path)) for d in p.mkdirs + p.dir_attrs])
     lines.append("umask 077")
-    by_dir = {}
-    for i, f in enumerate(p.transfer):
-        by_dir.setdefault(posixpath.dirname(f.dest), []).append(i)
     tar_path = uploads[0][0] if uploads and uploads[0][1] is None else None
     single = {idx: u for u, idx in uploads if idx is not None}
-    moves = []
-    for n, (d, idxs) in enumerate(sorted(by_dir.items())):
+    members = dict(record_members(p, state_dir)) if tar_path and records_in_tar else {}
+    moves, uploaded = [], {}
+    for n, (d, items) in enumerate(_by_dir(p.transfer).items()):
+        idxs = [i for i, _f in items]
         var = f"t{n}"
-        lines.append(f"{var}=$(mktemp -d {q(d.rstrip('/') + '/' + TMP_PREFIX + 'XXXXXX')})")
-        lines.append(f'XT="$XT ${var}"')
+        lines.append(f'{var}=$(mktemp -d {q(d.rstrip("/") + "/" + TMP_PREFIX + "XXXXXX")}); XT="$XT ${var}"')
+        lines.append(f'cd "${var}"')
         if tar_path:
             z = "z" if tar_compressed else ""
-            members = " ".join(member_name(i) for i in idxs)
-            lines.append(f'tar -x{z}mo -f {q(tar_path)} -C "${var}" {members}')
-        for i in idxs:
-            staged = f'"${var}/{member_name(i)}"'
-            if not tar_path:
-                # cat, not mv: the new file belongs to whoever runs this (root with become),
-                # never to the login user who uploaded it.
-                lines.append(f"cat {q(single[i])} > {staged}")
-            lines += _set_attrs(p.transfer[i], staged)
-            moves.append(f"mv -f {staged} {q(p.transfer[i].dest)}")
+            rec = [f"r{n}"] if f"r{n}" in members else []
+            lines.append(f"tar -x{z}mo -f {q(tar_path)} {' '.join([member_name(i) for i in idxs] + rec)}")
+            if rec:
+                uploaded[d] = f'"${var}/r{n}"'
+        else:
+            # cat, not mv: the new file belongs to whoever runs this (root with become),
+            # never to the login user who uploaded it.
+            lines += [f"cat {q(single[i])} >{member_name(i)}" for i in idxs]
+        lines += _set_attrs([(p.transfer[i], member_name(i)) for i in idxs])
+        tokens = " ".join(q(f"{member_name(i)}:{posixpath.basename(p.transfer[i].dest)}") for i in idxs)
+        moves += [
+            f'cd "${var}"; d={q(d)}',
+            f'for f in {tokens}; do mv -f "${{f%%:*}}" "$d/${{f#*:}}"; done',
+        ]
     lines += moves
-    for f in p.attrs:
-        lines += _set_attrs(f, q(f.dest))
+    lines.append("cd /")
+    lines += _set_attrs([(f, q(f.dest)) for f in p.attrs])
+    lines += record_commands(p, state_dir, uploaded)
     lines.append(f"echo {OK_MARK}")
     return "\n".join(lines)
 
@@ -627,6 +843,7 @@ def report(p, bytes_transferred=0, round_trips=0, transport=None):
         "removed": [f.dest for f in p.remove],
         "directories": sorted({d.path for d in p.mkdirs + p.dir_attrs + p.rmdirs}),
         "cleaned": list(p.cleanup),
+        "hashed": sorted(path for path, e in p.before.items() if e.hashed),
         "bytes_transferred": bytes_transferred,
         "round_trips": round_trips,
         "transport": transport,

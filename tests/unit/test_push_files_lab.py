@@ -51,7 +51,7 @@ def test_lab_cni_plugins(lab, tmp_path):
     env, inv = lab
     src = tmp_path / "plugins"
     shutil.copytree(PLUGINS, src)
-    r = Runner(tmp_path, hosts="xcluster", inventory=inv)
+    r = Runner(tmp_path, hosts="xcluster", inventory=inv, state_dir=None)  # push_files' default
     args = {"files": [{"src": f"{src}/", "dest": "/opt/cni/bin/", "mode": "0755"}]}
     on_node(env, 2, "mkdir -p /opt/cni/bin && echo theirs > /opt/cni/bin/other-installer")
     listing = {n: on_node(env, n, "ls -la /opt/cni/bin 2>&1") for n in (1, 2, 3)}
@@ -74,9 +74,11 @@ def test_lab_cni_plugins(lab, tmp_path):
         assert ".xcm-tmp." not in out
     assert on_node(env, 2, "cat /opt/cni/bin/other-installer") == (0, "theirs\n")
 
-    res = r.play(args)  # rerun: nothing moves
+    res = r.play(args)  # rerun: nothing moves, nothing is hashed (the nodes' records)
     assert all(not res[h]["changed"] and res[h]["bytes_transferred"] == 0 for h in NODES)
-    assert all(res[h]["round_trips"] == 1 for h in NODES)
+    assert all(res[h]["round_trips"] == 1 and res[h]["hashed"] == [] for h in NODES)
+    rc, out = on_node(env, 1, "ls /var/lib/xcluster-multus/push/opt/cni/bin | wc -l")  # one record per file
+    assert rc == 0 and int(out) == n_files
 
     patched = b"#!/bin/sh\necho patched\n"
     (src / "tuning").write_bytes(patched)  # one file changed: only it moves

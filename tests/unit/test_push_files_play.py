@@ -41,12 +41,19 @@ def env_for(tmp):
 
 
 class Runner:
-    """Writes a play around one push_files task, runs it, returns the task's result per host."""
+    """Writes a play around one push_files task, runs it, returns the task's result per host.
 
-    def __init__(self, tmp, hosts="localhost", inventory=None, wrap=None, play_extra=None):
+    state_dir: where the nodes keep push_files' records, unless the task's args say: by default
+    a directory of the test's own (local: under tmp; the netns targets share the host's /var,
+    so their private /root); None leaves push_files' default (a lab node's own /var/lib)."""
+
+    def __init__(self, tmp, hosts="localhost", inventory=None, wrap=None, play_extra=None, *, state_dir=""):
         self.tmp, self.hosts, self.inventory, self.wrap = str(tmp), hosts, inventory, wrap or []
         self.play_extra = play_extra or {}
         self.n = 0
+        if state_dir == "":
+            state_dir = os.path.join(self.tmp, "state", "push") if hosts == "localhost" else "/root/xcm-push"
+        self.state_dir = state_dir
 
     def play(self, args, *, check=False, diff=False, extra=(), become=None, timeout=300, popen=False):
         self.n += 1
@@ -54,6 +61,8 @@ class Runner:
         play = {"hosts": self.hosts, "gather_facts": False, **self.play_extra}
         if self.hosts == "localhost":
             play["connection"] = "local"
+        if self.state_dir is not None and "state_dir" not in args:
+            args = {**args, "state_dir": self.state_dir}
         push = {"name": "push", "xcluster.multus.push_files": args, "register": "r", "ignore_errors": True}
         if become is not None:
             push["become"] = become
@@ -155,6 +164,7 @@ def test_local_lifecycle(tmp_path, srcdir):
 
     res = r.play(args)["localhost"]  # rerun: nothing to do, one round trip, nothing sent
     assert not res["changed"] and res["bytes_transferred"] == 0 and res["round_trips"] == 1
+    assert res["hashed"] == [f"{node}/etc/token"]  # the records say the rest is as installed
 
     (srcdir / "plugin1").write_bytes(b"new plugin1")  # one file changed: only it moves
     ino = {n: os.stat(node / "bin" / n).st_ino for n in ("plugin0", "plugin1")}

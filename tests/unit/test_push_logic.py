@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
@@ -119,7 +120,11 @@ def test_secret_content_never_in_errors_or_repr():
 # ---------------------------------------------------------------- the node's answer
 
 
-def test_parse_state_kinds_stat_and_sums():
+def _stat_line(attrs, path, ctime="2026-01-01 00:00:00.000000001 +0000"):
+    return f"{attrs}|{ctime}|4 12 2049 2026-01-01 00:00:00.000000000 +0000|{path}"
+
+
+def test_parse_state_kinds_stat_records_and_sums():
     files, dirs = push.normalize(
         H,
         [
@@ -127,27 +132,46 @@ def test_parse_state_kinds_stat_and_sums():
             {"content": "b", "dest": "/m"},
             {"dest": "/gone", "state": "absent"},
             {"content": "c", "dest": "/l"},
+            {"content": "e", "dest": "/e"},
         ],
         ["/d"],
     )
     out = (
-        "F\nM\nF\nL\nD\n::xcm::\n755 0 0 root root\n644 0 0 root root\n755 1 2 bin daemon\n"
-        f"::xcm::\n{'a' * 64}  /f\n::xcm::\n/.xcm-tmp.abc\n::xcm-ok::\n"
+        "F\nM\nF\nL\nF\nD\n::xcm::\n"
+        + "".join(
+            _stat_line(a, p) + "\n"
+            for a, p in [
+                ("755 0 0 root root", "/f"),
+                ("644 0 0 root root", "/gone"),
+                ("644 0 0 root root", "/e"),
+                ("755 1 2 bin daemon", "/d"),
+            ]
+        )
+        + f"::xcm::\nH\nR {'e' * 64}\n::xcm::\n{'a' * 64}  /f\n::xcm::\n/.xcm-tmp.abc\n::xcm-ok::\n"
     )
     state, left = push.parse_state(H, out, files, dirs)
-    assert state["/f"] == push.NodeEntry("file", 0o755, "0", "0", "root", "root", "a" * 64)
+    ident = _stat_line("", "/f").split("|", 1)[1]
+    assert state["/f"] == push.NodeEntry("file", 0o755, "0", "0", "root", "root", "a" * 64, ident, True)
+    assert state["/e"].sha256 == "e" * 64 and not state["/e"].hashed  # from its record
     assert state["/m"].kind == "missing" and state["/l"].kind == "link"
     assert state["/gone"].sha256 is None and state["/d"].user == "bin"
     assert left == ["/.xcm-tmp.abc"]
+
+
+LINE = _stat_line("644 0 0 root root", "/f")
 
 
 @pytest.mark.parametrize(
     "out",
     [
         "",  # nothing at all (no OK mark)
-        "F\n::xcm::\n::xcm::\n::xcm::\n::xcm-ok::\n",  # stat line missing
-        "X\n::xcm::\n::xcm::\n::xcm::\n::xcm-ok::\n",  # unknown kind
+        "F\n::xcm::\n::xcm::\nH\n::xcm::\n::xcm::\n::xcm-ok::\n",  # stat line missing
+        "X\n::xcm::\n::xcm::\n::xcm::\n::xcm::\n::xcm-ok::\n",  # unknown kind
         "F\nF\n::xcm::\n644 0 0 root root\n::xcm-ok::\n",  # too few sections
+        f"F\n::xcm::\n{LINE}\n::xcm::\n::xcm::\n::xcm::\n::xcm-ok::\n",  # no verdict
+        f"F\n::xcm::\n{LINE}\n::xcm::\nH\n::xcm::\n::xcm::\n::xcm-ok::\n",  # hashed, but no sum
+        f"F\n::xcm::\n{LINE}\n::xcm::\nR xyz\n::xcm::\n::xcm::\n::xcm-ok::\n",  # a record's sha256 odd
+        f"F\n::xcm::\n644 0 0 root root\n::xcm::\nH\n::xcm::\n{'a' * 64}  /f\n::xcm::\n::xcm-ok::\n",
     ],
 )
 def test_parse_state_refuses_odd_answers(out):
@@ -283,20 +307,20 @@ def test_diff_shows_checksums_and_modes_never_secrets():
 # ---------------------------------------------------------------- finalize, for real
 
 
-def _apply(tmp_path, files, dirs, batch=True, *, compress=False, break_upload=False):
+def _apply(tmp_path, files, dirs, batch=True, *, compress=False, break_upload=False, state_dir=None):
     """Read, plan and finalize against a directory with busybox sh; returns (plan, result)."""
     up = tmp_path / "upload"
     up.mkdir(exist_ok=True)
     globs = push.leftover_globs(files, dirs, str(up), "root")
-    r = node_sh(push.state_command(files, dirs, globs))
+    r = node_sh(push.state_command(files, dirs, globs, state_dir))
     assert r.returncode == 0, r.stderr
-    p = push.plan(H, files, dirs, *push.parse_state(H, r.stdout, files, dirs))
-    if not p.changed:
+    p = push.plan(H, files, dirs, *push.parse_state(H, r.stdout, files, dirs), records=bool(state_dir))
+    if not p.changed and not p.record:
         return p, None
     uploads = []
     if len(p.transfer) > 1 and batch:
         path = str(up / ".xcm-up.root.t.tar")
-        push.write_tar(path, p.transfer, compress=compress)
+        push.write_tar(path, p.transfer, compress=compress, extra=push.record_members(p, state_dir))
         uploads.append((path, None))
     else:
         for i, f in enumerate(p.transfer):
@@ -309,7 +333,8 @@ def _apply(tmp_path, files, dirs, batch=True, *, compress=False, break_upload=Fa
     if break_upload:
         for path, _ in uploads:
             os.unlink(path)
-    return p, node_sh(push.finalize_command(p, uploads, tar_compressed=compress))
+    cmd = push.finalize_command(p, uploads, tar_compressed=compress, state_dir=state_dir, records_in_tar=True)
+    return p, node_sh(cmd)
 
 
 @needs_busybox
@@ -396,6 +421,190 @@ def test_property_any_two_pushes_converge(tmp_path_factory, first, second):
         for f in files:
             with open(f.dest, "rb") as fh:
                 assert fh.read() == f.content
+
+
+# ---------------------------------------------------------------- records (the record rule)
+
+
+def _read(tmp_path, files, state_dir):
+    """One read of the node: {path: NodeEntry} and the plan, as a rerun would see them."""
+    globs = push.leftover_globs(files, [], str(tmp_path / "upload"), "root")
+    r = node_sh(push.state_command(files, [], globs, state_dir))
+    assert r.returncode == 0, r.stderr
+    state, left = push.parse_state(H, r.stdout, files, [])
+    return state, push.plan(H, files, [], state, left, records=bool(state_dir))
+
+
+def _records(rec):
+    """{path: text} of every record below rec."""
+    return {os.path.join(d, n): pathlib.Path(d, n).read_text() for d, _, ns in os.walk(rec) for n in ns}
+
+
+def _hashed(state):
+    return sorted(p for p, e in state.items() if e.hashed)
+
+
+def _items(t, big=b"x" * 3000):
+    return push.normalize(
+        H,
+        [
+            {"content": big.decode(), "dest": f"{t}/bin/big", "mode": "0755"},
+            {"content": "cfg\n", "dest": f"{t}/etc/a b|c.conf"},
+            {"content": "TOPSECRET\n", "dest": f"{t}/etc/token", "secret": True},
+        ],
+    )[0]
+
+
+@needs_busybox
+def test_records_let_a_rerun_skip_hashing_and_keep_no_secret(tmp_path):
+    t, rec = tmp_path / "node", tmp_path / "var" / "push"
+    files = _items(t)
+    p, r = _apply(tmp_path, files, [], state_dir=str(rec))
+    assert r.returncode == 0 and push.OK_MARK in r.stdout, r.stderr
+    state, p2 = _read(tmp_path, files, str(rec))
+    assert _hashed(state) == [f"{t}/etc/token"]  # the secret only: it has no record
+    assert not p2.changed and p2.record == []
+    assert state[f"{t}/bin/big"].sha256 == sha(b"x" * 3000)  # the record's, which is right
+    assert stat.S_IMODE(os.stat(rec).st_mode) == 0o700 and stat.S_IMODE(os.stat(rec.parent).st_mode) == 0o755
+    records = _records(rec)
+    assert sorted(records) == sorted(
+        push.record_path(str(rec), f"{t}/{n}") for n in ("bin/big", "etc/a b|c.conf")
+    )
+    assert all(stat.S_IMODE(os.stat(n).st_mode) == 0o600 for n in records)
+    assert {stat.S_IMODE(os.stat(d).st_mode) for d, _, _ in os.walk(rec)} == {0o700}
+    text = "".join(records.values())
+    assert f"|{t}/etc/a b|c.conf\n" in text and sha(b"TOPSECRET\n") not in text
+    assert not [n for d in ("bin", "etc") for n in os.listdir(t / d) if n.startswith(".xcm-")]  # markers gone
+
+
+@needs_busybox
+def test_record_rule_sees_an_in_place_edit_with_size_and_mtime_restored(tmp_path):
+    """ctime: rewritten in place right after the install (often within the same clock tick
+    here), same size, mtime put back: the next read hashes it and the push replaces it."""
+    t, rec = tmp_path / "node", str(tmp_path / "push")
+    big = t / "bin" / "big"
+    for i in range(15):
+        files = _items(t, big=b"%02d" % i * 1500)  # a new version each round: installed, recorded
+        p, r = _apply(tmp_path, files, [], state_dir=rec)
+        assert r.returncode == 0 and [f.dest for f in p.transfer][:1] == [str(big)], r.stderr
+        st = os.stat(big)
+        with open(big, "r+b") as f:  # at once: same size, then the old mtime back
+            f.write(b"ZZ")
+        os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+        now = os.stat(big)
+        assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        state, p2 = _read(tmp_path, files, rec)
+        assert str(big) in _hashed(state), f"round {i}: the edit went unseen"
+        assert [f.dest for f in p2.transfer] == [str(big)]
+    p, r = _apply(tmp_path, files, [], state_dir=rec)
+    assert r.returncode == 0 and big.read_bytes() == b"14" * 1500
+
+
+FAKE_STAT = r"""#!/bin/sh
+# A mock of stat (named so): the first $XCM_TIED calls print one ctime for every path, as
+# when a marker and the files beside it fall in the same clock tick; then the real stat.
+n=$(cat "$XCM_COUNT" 2>/dev/null || echo 0)
+echo $((n + 1)) >"$XCM_COUNT"
+if [ "$n" -lt "$XCM_TIED" ]; then
+  /usr/bin/stat "$@" | sed 's/|[^|]*|/|2000-01-01 00:00:00.000000000 +0000|/'
+else
+  exec /usr/bin/stat "$@"
+fi
+"""
+
+
+@pytest.mark.parametrize("tied", [3, 1000])
+def test_no_record_is_written_while_a_file_shares_the_clock_tick_of_its_marker(tmp_path, tied):
+    """A real same-tick case cannot be produced at will on a kernel with fine-grained
+    timestamps for inodes whose time was read (this one): a mocked stat ties the ctimes."""
+    t, rec = tmp_path / "node", tmp_path / "push"
+    files = _items(t)
+    _apply(tmp_path, files, [], state_dir=None)  # installed, no records
+    state, p = _read(tmp_path, files, str(rec))
+    assert len(p.record) == 2
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "stat").write_text(FAKE_STAT)
+    os.chmod(fake / "stat", 0o755)
+    env = dict(os.environ, PATH=f"{fake}:/usr/bin:/bin", XCM_TIED=str(tied), XCM_COUNT=str(tmp_path / "n"))
+    r = subprocess.run(
+        ["/bin/sh", "-c", push.finalize_command(p, [], state_dir=str(rec))],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and push.OK_MARK in r.stdout, r.stderr
+    calls = int((tmp_path / "n").read_text())  # stat runs once per directory (bin, etc) and try
+    if tied < 200:
+        # bin's waited for the tie to end, then etc's saw the clock moved on at once
+        assert calls == tied + 2
+        assert len(_records(rec)) == 2 and "2000-01-01" not in "".join(_records(rec).values())
+        assert _hashed(_read(tmp_path, files, str(rec))[0]) == [f"{t}/etc/token"]
+    else:
+        assert calls == 2 * 200 and _records(rec) == {}  # it gave up: no record, hashing next time
+    assert not [n for d in ("bin", "etc") for n in os.listdir(t / d) if n.startswith(".xcm-")]
+
+
+@needs_busybox
+def test_touched_or_replaced_files_are_hashed_then_recorded_without_a_change(tmp_path):
+    t, rec = tmp_path / "node", str(tmp_path / "push")
+    files = _items(t)
+    _apply(tmp_path, files, [], state_dir=rec)
+    conf = t / "etc" / "a b|c.conf"
+    os.utime(conf, ns=(1, 1))  # touched: same content
+    big = t / "bin" / "big"
+    shutil.copy2(big, t / "big.copy")
+    os.replace(t / "big.copy", big)  # the same bytes under a new inode
+    state, p = _read(tmp_path, files, rec)
+    assert _hashed(state) == sorted([str(big), str(conf), f"{t}/etc/token"])
+    assert not p.changed and sorted(f.dest for f in p.record) == sorted([str(big), str(conf)])
+    p, r = _apply(tmp_path, files, [], state_dir=rec)  # the records only: no change
+    assert r.returncode == 0 and not p.changed and push.report(p)["changed_files"] == []
+    state, p = _read(tmp_path, files, rec)
+    assert _hashed(state) == [f"{t}/etc/token"] and p.record == []
+
+
+@needs_busybox
+def test_a_record_is_only_trusted_for_its_own_path(tmp_path):
+    t, rec = tmp_path / "node", tmp_path / "push"
+    a, b = push.normalize(H, [{"content": "same", "dest": f"{t}/a"}, {"content": "same", "dest": f"{t}/b"}])[
+        0
+    ]
+    _apply(tmp_path, [a], [], state_dir=str(rec))
+    os.link(t / "a", t / "b")  # b: the same inode, size, times as a's record
+    with open(push.record_path(str(rec), b.dest), "w") as f:
+        f.write(pathlib.Path(push.record_path(str(rec), a.dest)).read_text())
+    state, _ = _read(tmp_path, [a, b], str(rec))
+    assert _hashed(state) == [str(t / "a"), str(t / "b")]  # the link changed a's ctime too
+
+
+@needs_busybox
+def test_no_state_dir_or_an_unwritable_one_only_costs_hashing(tmp_path):
+    t = tmp_path / "node"
+    files = _items(t)
+    (tmp_path / "afile").write_bytes(b"")
+    for state_dir in (None, str(tmp_path / "afile" / "push")):  # a file in the way: no records
+        p, r = _apply(tmp_path, files, [], state_dir=state_dir)
+        assert r is None or (r.returncode == 0 and push.OK_MARK in r.stdout), r.stderr
+        state, p = _read(tmp_path, files, state_dir)
+        assert len(_hashed(state)) == 3 and not p.changed
+    assert (t / "bin" / "big").read_bytes() == b"x" * 3000
+
+
+@needs_busybox
+def test_removing_files_drops_their_records_and_the_empty_record_dir(tmp_path):
+    t, rec = tmp_path / "node", tmp_path / "var" / "push"
+    files = _items(t)
+    _apply(tmp_path, files, [], state_dir=str(rec))
+    gone = push.normalize(H, [{"dest": f.dest, "state": "absent"} for f in files[:1]])[0]
+    p, r = _apply(tmp_path, gone, [], state_dir=str(rec))
+    assert r.returncode == 0 and [f.dest for f in p.remove] == [files[0].dest]
+    assert list(_records(rec)) == [push.record_path(str(rec), files[1].dest)]
+    assert not os.path.exists(push.record_path(str(rec), str(t / "bin")))  # its empty directory too
+    gone = push.normalize(H, [{"dest": f.dest, "state": "absent"} for f in files])[0]
+    _apply(tmp_path, gone, [], state_dir=str(rec))
+    assert not rec.exists() and rec.parent.exists()
 
 
 def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
