@@ -153,8 +153,8 @@ options:
   state_dir:
     description:
       - Directory on the node for the records of what was installed (one small file per
-        destination, mode 0600, in a directory created mode 0700). V('') keeps no records:
-        every file present is hashed at every read.
+        destination, at the destination's path below it, mode 0600, in directories made mode
+        0700). V('') keeps no records, and every file present is hashed at every read.
       - Records that cannot be written (a read-only node, no permission) only cost hashing.
     type: str
     default: /var/lib/xcluster-multus/push
