@@ -10,11 +10,13 @@ file. The tests run in order on the shared lab (each needs the state the previou
    placeholder, per-node ranges that overlap, an index too large for an IPv4 octet, and a
    multus archive whose sha256 does not match;
 2. check mode on the fresh nodes changes nothing (and says what it would change);
-3. a node unreachable in the middle of the run (its eth0 taken down when the multus push
-   starts, by the test callback tests/callback_plugins/xcm_probe.py): the other nodes converge,
-   the cut-off node holds only whole files under their final names and was never activated;
-   a rerun with it back converges it and changes nothing on the others. The rerun is at -vvv:
-   the kubeconfig token shows in no output, and every secret file is mode 0600;
+3. a node unreachable in the middle of the run (its eth0 taken down between site.yml's one
+   push and the activation, by the test callback tests/callback_plugins/xcm_probe.py): the
+   other nodes converge, the cut-off node holds every file whole under its final name (the
+   same bytes as the others') and was never activated; a rerun with it back activates it,
+   installs no file there again, and changes nothing on the others. The rerun is at -vvv: the kubeconfig
+   token shows in no output, and every secret file is mode 0600 (a push cut short in the
+   middle of a file: tests/integration/test_cni_plugins_faults.py, tests/unit/);
 4. check mode on the installed nodes changes nothing and reports nothing to change;
 5. 100 concurrent ADDs of the installed node-local (with host-local) on one node, over ssh:
    100 distinct addresses of each family in the node's own range, all released by 100
@@ -327,7 +329,7 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     hook = {
         "ANSIBLE_CALLBACK_PLUGINS": os.path.join(REPO, "tests", "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": "xcm_probe",
-        "XCM_PROBE_HOOK_TASK": "multus.multus : Install multus",
+        "XCM_PROBE_HOOK_TASK": "multus.multus : Activate multus",
         "XCM_PROBE_HOOK_CMD": (
             f"ssh -F {ssh_config} -o ControlPath={lab.state}/cp/%C -O exit vm-002 2>/dev/null; "
             f"{' '.join(port)} down"
@@ -348,17 +350,19 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
         assert ch[n]["etc/cni/net.d/10-bridge.conf"][1] is None, f"vm-00{n}: base config not moved"
         assert ch[n]["etc/cni/net.d/10-multus.conf"][1][0] == "f"
         assert ch[n]["opt/cni/bin/multus-cni"][1][:2] == ("f", 0o755)
-    # the cut-off node: the two pushes before the cut, whole files under their final names (the
-    # same bytes as on vm-001), no multus, no leftover temporary file, never activated
+    # the cut-off node: site.yml's one push before the cut, every file whole under its final
+    # name (the same bytes as on vm-001), no leftover temporary file, never activated
     two = ch[2]
-    assert "opt/cni/bin/multus-cni" not in two and "etc/cni/net.d/10-multus.conf" not in two, sorted(two)
     assert "etc/cni/net.d/10-bridge.conf" not in two, "vm-002's base config changed"
+    assert "etc/cni/multus/net.d/bridge.conf" not in two and "var/lib/xcluster-multus/base.conf" not in two
+    assert two["etc/cni/net.d/10-multus.conf"] == ch[1]["etc/cni/net.d/10-multus.conf"]
     assert not [k for k in two if ".xcm-" in k], sorted(two)
     bin1, bin2 = _bin(ch[1]), _bin(two)
-    assert len(bin2) == 17 and bin2 == {k: bin1[k] for k in bin2}, sorted(bin2)  # 16 plugins + node-local
+    assert len(bin2) == 18 and bin2 == bin1, sorted(bin2)  # 16 plugins, node-local, multus-cni
     assert two["etc/cni/node-local/.index"][1][2] == hashlib.sha256(b"2\n").hexdigest()
 
-    # the rerun with vm-002 back (at -vvv): it converges vm-002 and changes nothing elsewhere
+    # the rerun with vm-002 back (at -vvv): it activates vm-002, installs no file there again
+    # (they are all there) and changes nothing elsewhere
     out, recap = lab.play("-vvv")
     assert recap["vm-002"]["changed"] > 0 and recap["vm-002"]["failed"] == 0, recap
     assert recap["vm-001"]["changed"] == recap["vm-003"]["changed"] == 0, recap
@@ -366,6 +370,14 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     after2 = lab.snapshot()
     for n in (1, 3):
         assert delta(after1[n], after2[n]) == {}, f"vm-00{n} changed by the rerun"
+    # vm-002: only the activation's doing; no file installed again (push_files' records, which
+    # a new install rewrites with the new file's inode and ctime, are as the first run left them)
+    assert set(delta(after1[2], after2[2])) == {
+        "etc/cni/net.d/10-bridge.conf",
+        "etc/cni/multus/net.d/bridge.conf",
+        "var/lib/xcluster-multus/base.conf",
+        "var/lib/xcluster-multus/links-up",
+    } | {k for k in after2[2] if k.startswith("etc/cni/multus") and k not in after1[2]}
     ch = {n: delta(lab.fresh[n], after2[n]) for n in NODES}
     assert set(ch[2]) == set(ch[1]) == set(ch[3])
     assert _bin(ch[2]) == _bin(ch[1]) == _bin(ch[3])

@@ -66,6 +66,8 @@ class Run:
             "multus_service_run_dir": f"{r}/var/run",
             "multus_service_kubeconfig": f"{r}/etc/kubernetes/kubeconfig.token",
             "multus_service_controller_host": "vm-001",
+            # push_files' records of what it installed: under the temporary root too
+            "xcluster_multus_push_state_dir": f"{r}/var/lib/xcluster-multus/push",
         }
 
     def __call__(self, roles, extra, *, verbosity=0, env=None, args=(), inventory=None):

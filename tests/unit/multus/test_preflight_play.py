@@ -169,6 +169,6 @@ def test_token_never_shown_even_at_vvv(tmp_path):
         multus_kubeconfig_token=token,
     )
     assert run.returncode == 0, out
-    assert "The kubeconfig this host gets" in out and "censored" in out  # the task ran, hidden
+    assert "its kubeconfig, if one is given, never shown" in out and "censored" in out  # the task ran, hidden
     assert token not in out
     assert unchanged(root)
