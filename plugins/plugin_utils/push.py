@@ -43,6 +43,8 @@ Bad input raises PushError naming the host, the value and what is expected.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -199,30 +201,54 @@ def _check_state(host, where, value):
     raise _err(host, where, value, "is not a state; expected 'present' or 'absent'")
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive lock on path + '.lock' (the forks that serve the hosts take turns)."""
+    fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_cached(entry):
+    try:
+        with open(entry) as f:
+            cached = f.read()
+    except OSError:
+        return None
+    return cached if len(cached) == 64 else None
+
+
 def sha256_file(path, cache_dir=None, bufsize=1 << 20):
     """sha256 of a controller file. With cache_dir (Ansible's per-run local temp, shared by
     the forks that serve every host), each file is read once per run, not once per host:
-    the entry is keyed by the file's identity (device, inode, size, mtime)."""
-    entry = None
-    if cache_dir:
-        st = os.stat(path)
-        ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-        entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
-        try:
-            with open(entry) as f:
-                cached = f.read()
-            if len(cached) == 64:
-                return cached
-        except OSError:
-            pass
+    the entry is keyed by the file's identity (device, inode, size, mtime), and while one
+    fork computes it the others wait for it instead of reading the file too."""
+    if not cache_dir:
+        return _sha256_of(path, bufsize)
+    st = os.stat(path)
+    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
+    cached = _read_cached(entry)
+    if cached:
+        return cached
+    with _locked(entry):
+        cached = _read_cached(entry)
+        if cached:
+            return cached
+        digest = _sha256_of(path, bufsize)
+        _atomic_write(entry, digest.encode())
+    return digest
+
+
+def _sha256_of(path, bufsize):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(bufsize), b""):
             h.update(chunk)
-    digest = h.hexdigest()
-    if entry:
-        _atomic_write(entry, digest.encode())
-    return digest
+    return h.hexdigest()
 
 
 def _atomic_write(path, data):
@@ -562,9 +588,11 @@ def shared_tar(cache_dir, items, compress=False, extra=()):
     key += "".join(f"|{name}:{hashlib.sha256(data).hexdigest()}" for name, data in extra)
     path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
     if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        write_tar(tmp, items, compress, extra)
-        os.replace(tmp, path)  # concurrent builders write identical content
+        with _locked(path):  # one fork packs it, the others wait for it
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                write_tar(tmp, items, compress, extra)
+                os.replace(tmp, path)
     return path, os.path.getsize(path)
 
 

@@ -6,12 +6,14 @@ busybox sh, as on a node), compare, finalize, report and diff."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import pathlib
 import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -613,7 +615,7 @@ def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     assert push.sha256_file(str(src), str(cache)) == sha(b"payload")
-    (entry,) = [p for p in cache.iterdir() if p.name.startswith("xcm-sha-")]
+    (entry,) = [p for p in cache.iterdir() if p.name.startswith("xcm-sha-") and not p.name.endswith(".lock")]
     entry.write_text("f" * 64)  # a second host gets the cached value: the file is not read again
     assert push.sha256_file(str(src), str(cache)) == "f" * 64
     src.write_bytes(b"payload, changed")  # a changed file (size, mtime) is a new entry
@@ -626,6 +628,42 @@ def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
     assert oct(os.stat(p1).st_mode & 0o777) == "0o600"
     p3, _ = push.shared_tar(str(cache), files[:1])
     assert p3 != p1
+
+
+def test_forks_at_once_hash_each_file_and_pack_each_tar_once(tmp_path, monkeypatch):
+    """The forks serving many hosts start a push at the same moment: one of them hashes a file
+    (packs a tar), the others wait for its result instead of doing it too."""
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(100_000))
+    cache, log = tmp_path / "cache", tmp_path / "log"
+    cache.mkdir()
+    real_sha, real_tar = push._sha256_of, push.write_tar
+
+    def slow(real, what):
+        def run(*a, **kw):
+            with open(log, "a") as f:
+                f.write(what + "\n")
+            time.sleep(0.3)  # the others arrive meanwhile
+            return real(*a, **kw)
+
+        return run
+
+    monkeypatch.setattr(push, "_sha256_of", slow(real_sha, "sha"))
+    monkeypatch.setattr(push, "write_tar", slow(real_tar, "tar"))
+
+    def fork(i):
+        files, _ = push.normalize(H, [{"src": str(src), "dest": "/a"}], cache_dir=str(cache))
+        push.shared_tar(str(cache), files)
+        (tmp_path / f"sum{i}").write_text(files[0].sha256)
+
+    procs = [multiprocessing.get_context("fork").Process(target=fork, args=(i,)) for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert {(tmp_path / f"sum{i}").read_text() for i in range(6)} == {sha(src.read_bytes())}
+    assert sorted(log.read_text().split()) == ["sha", "tar"]
 
 
 def test_relative_src_not_found_names_host_and_item():
