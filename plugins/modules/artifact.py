@@ -105,17 +105,8 @@ options:
 notes:
   - The pinned table is updated with C(scripts/update-checksums) from the upstream
     C(.sha256) / C(checksums.txt) files.
-attributes:
-  check_mode:
-    support: full
-    description: Runs the same in check mode; it changes nothing on nodes.
-  diff_mode:
-    support: none
-    description: Nothing to show; nodes are not changed.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller only.
+extends_documentation_fragment:
+  - xcluster.multus.controller_only
 author:
   - xcluster.multus contributors (@xcluster-multus)
 """

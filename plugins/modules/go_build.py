@@ -83,17 +83,8 @@ options:
     description:
       - "The cache directory (C(build/) below it). Default C(${XDG_CACHE_HOME:-~/.cache}/xcluster-multus)."
     type: path
-attributes:
-  check_mode:
-    support: full
-    description: Runs the same in check mode; it changes nothing on nodes.
-  diff_mode:
-    support: none
-    description: Nothing to show; nodes are not changed.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller only.
+extends_documentation_fragment:
+  - xcluster.multus.controller_only
 author:
   - xcluster.multus contributors (@xcluster-multus)
 """

@@ -22,7 +22,6 @@ message carries the build's own output (its last lines; the whole log is kept on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,8 @@ import stat
 import subprocess
 import tempfile
 import time
+
+from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import cache_root, locked
 
 RECIPES = ("build-go-sh", "go-install")
 OUTPUT_TAIL_LINES = 80
@@ -168,22 +169,6 @@ def find_go(go, path):
 # ---------------------------------------------------------------- building
 
 
-def cache_root(env=None):
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xcluster-multus")
-
-
-@contextlib.contextmanager
-def _locked(path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _recipe_argv(recipe, src, go, gobin):
     if recipe == "build-go-sh":
         script = os.path.join(src, "hack", "build-go.sh")
@@ -267,7 +252,7 @@ def build(
     top = os.path.join(cache, "build", name)
     final = os.path.join(top, key)
     os.makedirs(top, exist_ok=True)
-    with _locked(os.path.join(top, ".lock")):
+    with locked(os.path.join(top, ".lock")):
         if os.path.isdir(final) and not force:
             os.utime(os.path.join(final, "stamp.json"))  # used now: pruned last
             result = _result(final, False, None)

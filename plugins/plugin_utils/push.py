@@ -43,8 +43,6 @@ Bad input raises PushError naming the host, the value and what is expected.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -55,6 +53,9 @@ import stat
 import tarfile
 import time
 from dataclasses import dataclass, field
+
+from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import locked
+from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import sha256_file as _sha256_of
 
 TMP_PREFIX = ".xcm-tmp."  # temporary directories (and clock markers) beside destinations
 UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
@@ -201,17 +202,6 @@ def _check_state(host, where, value):
     raise _err(host, where, value, "is not a state; expected 'present' or 'absent'")
 
 
-@contextlib.contextmanager
-def _locked(path):
-    """An exclusive lock on path + '.lock' (the forks that serve the hosts take turns)."""
-    fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _read_cached(entry):
     try:
         with open(entry) as f:
@@ -221,34 +211,26 @@ def _read_cached(entry):
     return cached if len(cached) == 64 else None
 
 
-def sha256_file(path, cache_dir=None, bufsize=1 << 20):
+def sha256_file(path, cache_dir=None):
     """sha256 of a controller file. With cache_dir (Ansible's per-run local temp, shared by
     the forks that serve every host), each file is read once per run, not once per host:
     the entry is keyed by the file's identity (device, inode, size, mtime), and while one
     fork computes it the others wait for it instead of reading the file too."""
     if not cache_dir:
-        return _sha256_of(path, bufsize)
+        return _sha256_of(path)
     st = os.stat(path)
     ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
     entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
     cached = _read_cached(entry)
     if cached:
         return cached
-    with _locked(entry):
+    with locked(entry + ".lock"):  # the forks that serve the hosts take turns
         cached = _read_cached(entry)
         if cached:
             return cached
-        digest = _sha256_of(path, bufsize)
+        digest = _sha256_of(path)
         _atomic_write(entry, digest.encode())
     return digest
-
-
-def _sha256_of(path, bufsize):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(bufsize), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write(path, data):
@@ -588,7 +570,7 @@ def shared_tar(cache_dir, items, compress=False, extra=()):
     key += "".join(f"|{name}:{hashlib.sha256(data).hexdigest()}" for name, data in extra)
     path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
     if not os.path.exists(path):
-        with _locked(path):  # one fork packs it, the others wait for it
+        with locked(path + ".lock"):  # one fork packs it, the others wait for it
             if not os.path.exists(path):
                 tmp = f"{path}.{os.getpid()}.tmp"
                 write_tar(tmp, items, compress, extra)
