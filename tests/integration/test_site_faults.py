@@ -33,11 +33,11 @@ import json
 import os
 import re
 import shlex
-import stat
 import subprocess
 
 import pytest
 import yaml
+from nodetree import delta, snapshot
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LABCMD = os.path.join(REPO, "tests", "lab", "lab")
@@ -54,50 +54,6 @@ SECRET_VARS = {
     "multus_kubeconfig_token": TOKEN,
 }
 KUBECONFIG = "etc/kubernetes/kubeconfig.token"
-# dropbear's login records, written at every ssh login (not by the collection)
-LOGIN_RECORDS = {"var/log/wtmp", "var/log/lastlog", "var/log/btmp", "var/run/utmp"}
-
-
-def snapshot(root):
-    """{relative path: (kind, mode, sha256 | link target)} of a node's upper dirs."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(d, name)
-            rel = os.path.relpath(p, root)
-            if rel in LOGIN_RECORDS:
-                continue
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    out[rel] = ("f", stat.S_IMODE(st.st_mode), hashlib.sha256(f.read()).hexdigest())
-            elif stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", None, os.readlink(p))
-            else:
-                out[rel] = ("d" if stat.S_ISDIR(st.st_mode) else "o", stat.S_IMODE(st.st_mode), None)
-    return out
-
-
-def _copied_up(rel, entry):
-    """A directory the overlay only copied up (a login record was written in it): same mode as
-    the host's own, so the node sees no change."""
-    if entry is None or entry[0] != "d" or rel.startswith("tmp/"):
-        return False
-    try:
-        st = os.lstat("/" + rel)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == entry[1]
-
-
-def delta(before, after):
-    """{path: (before, after)} of what changed, as the node sees it."""
-    out = {}
-    for k in set(before) | set(after):
-        a, b = before.get(k), after.get(k)
-        if a != b and not ((a is None and _copied_up(k, b)) or (b is None and _copied_up(k, a))):
-            out[k] = (a, b)
-    return out
 
 
 class Lab:

@@ -26,11 +26,11 @@ import io
 import json
 import os
 import re
-import stat
 import subprocess
 import tarfile
 
 import pytest
+from nodetree import delta, snapshot
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LABCMD = os.path.join(REPO, "tests", "lab", "lab")
@@ -42,8 +42,6 @@ NODES = (1, 2)
 RC = "etc/init.d/25multus.rc"
 TOKEN = "lab-token-c2VjcmV0LWluLXRoZS1sYWI"  # the lab's whereabouts kubeconfig (group_vars)
 EPOCH = "1700000000"
-# dropbear's login records, written at every ssh login (not by the collection)
-LOGIN_RECORDS = {"var/log/wtmp", "var/log/lastlog", "var/log/btmp", "var/run/utmp"}
 RECORDS = "var/lib/xcluster-multus/push"  # push_files' records (its state_dir)
 # what the activation makes on a node (the same with the overlay's .rc and the live push)
 ACTIVATION_MADE = {
@@ -64,57 +62,12 @@ def go_env():
     }
 
 
-def snapshot(root):
-    """{relative path: (kind, mode, sha256 | link target | rdev)} of a node's upper dirs."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(d, name)
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            m = st.st_mode
-            if stat.S_ISREG(m):
-                with open(p, "rb") as f:
-                    out[rel] = ("f", stat.S_IMODE(m), hashlib.sha256(f.read()).hexdigest())
-            elif stat.S_ISDIR(m):
-                out[rel] = ("d", stat.S_IMODE(m), None)
-            elif stat.S_ISLNK(m):
-                out[rel] = ("l", None, os.readlink(p))
-            else:
-                out[rel] = ("o", stat.S_IFMT(m), st.st_rdev)
-    return out
-
-
 def is_record(rel):
     return rel == RECORDS or rel.startswith(RECORDS + "/")
 
 
 def without_records(changes):
     return {k: v for k, v in changes.items() if not is_record(k)}
-
-
-def _same_as_lower(rel, entry):
-    """A directory only copied up by the overlay: the host's own, same mode (no change seen)."""
-    if entry is None or entry[0] != "d":
-        return False
-    try:
-        st = os.lstat("/" + rel)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == entry[1]
-
-
-def delta(before, after):
-    """{path: (before, after)} of what changed, as the node sees it."""
-    out = {}
-    for rel in sorted(set(before) | set(after)):
-        a, b = before.get(rel), after.get(rel)
-        if a == b or rel in LOGIN_RECORDS:
-            continue
-        if (a is None and _same_as_lower(rel, b)) or (b is None and _same_as_lower(rel, a)):
-            continue
-        out[rel] = (a, b)
-    return out
 
 
 class Lab:
