@@ -77,9 +77,15 @@ link_flags() {
 }
 is_up() { case ",$1," in *,UP,*) return 0 ;; esac; return 1; }
 
-apply() {
+# apply, or check ($1): the same walk over the base config and the links; check only says
+# what apply would change.
+activate() {
 	if [ -f "$BASE_CONF" ]; then
-		move_base
+		if [ "$1" = check ]; then
+			say WOULD "move $BASE_CONF to $MOVED_CONF (network $BASE_NAME renamed $NEW_NAME)"
+		else
+			move_base
+		fi
 	elif [ -f "$MOVED_CONF" ]; then
 		say OK "base config already at $MOVED_CONF"
 	else
@@ -90,30 +96,13 @@ apply() {
 			err "link $l does not exist"
 		elif is_up "$f"; then
 			say OK "link $l is up"
+		elif [ "$1" = check ]; then
+			say WOULD "set link $l up"
 		elif ip link set dev "$l" up; then
 			mkdir -p "$STATE_DIR" && { grep -qx "$l" "$LINKS_SET" 2>/dev/null || echo "$l" >>"$LINKS_SET"; }
 			say CHANGED "link $l set up"
 		else
 			err "cannot set link $l up"
-		fi
-	done
-}
-
-check() {
-	if [ -f "$BASE_CONF" ]; then
-		say WOULD "move $BASE_CONF to $MOVED_CONF (network $BASE_NAME renamed $NEW_NAME)"
-	elif [ -f "$MOVED_CONF" ]; then
-		say OK "base config already at $MOVED_CONF"
-	else
-		err "no base CNI config: neither $BASE_CONF nor $MOVED_CONF exists"
-	fi
-	for l in $LINKS; do
-		if ! f=$(link_flags "$l"); then
-			err "link $l does not exist"
-		elif is_up "$f"; then
-			say OK "link $l is up"
-		else
-			say WOULD "set link $l up"
 		fi
 	done
 }
@@ -143,8 +132,7 @@ restore() {
 }
 
 case ${1:-apply} in
-apply) apply ;;
-check) check ;;
+apply | check) activate "${1:-apply}" ;;
 restore) restore ;;
 *)
 	echo "usage: ${0##*/} [apply|check|restore]" >&2
