@@ -3,10 +3,9 @@
 """push_files: put files on a node without Python (docs: plugins/modules/push_files.py).
 
 Thin: the decisions are in plugin_utils/push.py. This file only talks to the connection:
-one command reads the node; one command finalizes (and writes the node's records of what it
-installed: the record rule in plugin_utils/push.py), with several files as one tar on its
-standard input; a single file is uploaded with put_file before it. Nothing is ever sent to
-the node as a module.
+one command reads the node, put_file uploads (one tar, or single files), one command
+finalizes (and writes the node's records of what it installed: the record rule in
+plugin_utils/push.py). Nothing is ever sent to the node as a module.
 """
 
 from __future__ import annotations
@@ -82,71 +81,69 @@ class ActionModule(ActionBase):
         # plan.record alone (files right, their records missing or stale): one more command
         # that writes the records, no change
         if (plan.changed or plan.record) and not self._task.check_mode:
-            token = secrets.token_hex(8)
-            base = f"{upload_dir.rstrip('/')}/{push.UPLOAD_PREFIX}{user}.{token}"
-            if len(plan.transfer) > 1 and batch:
-                # one tar on the finalize command's standard input, unpacked as it arrives into
-                # directories only root (the become user) can enter: no upload file at all
-                transport = "tar"
-                local, sent = push.shared_tar(
-                    C.DEFAULT_LOCAL_TMP,
-                    plan.transfer,
-                    compress=compress,
-                    extra=push.record_members(plan, state_dir),
-                )
-                with open(local, "rb") as fh:
-                    data = fh.read()
-                cmd = push.finalize_command(
-                    plan, tar_compressed=compress, state_dir=state_dir, stdin_tar=base + ".s"
-                )
-                self._run_cmd(cmd, False, host, "transfer and finalize", in_data=data)
-                trips += 1
-            else:
-                uploads, extra, sent, transport = self._upload(plan, base, host)
-                trips += len(uploads) + len(extra)
-                cmd = push.finalize_command(plan, uploads, extra_cleanup=extra, state_dir=state_dir)
-                self._run_cmd(cmd, False, host, "finalize")
-                trips += 1
+            local_tmp = tempfile.mkdtemp(prefix="xcm-push-", dir=C.DEFAULT_LOCAL_TMP)
+            uploads, extra = [], []
+            try:
+                token = secrets.token_hex(8)
+                base = f"{upload_dir.rstrip('/')}/{push.UPLOAD_PREFIX}{user}.{token}"
+                if any(f.secret for f in plan.transfer):
+                    # secret content: upload into a directory only the login user can enter
+                    # (sftp/scp create the upload with the local file's mode, piped's dd with
+                    # the umask): one more round trip, only when secrets move
+                    private = base + ".d"
+                    mk = f"umask 077 && mkdir {push.q(private)} && echo {push.OK_MARK}"
+                    self._run_cmd(mk, False, host, "private upload directory", sudoable=False)
+                    trips += 1
+                    extra.append(private)
+                    base = private + "/u"
+                if len(plan.transfer) > 1 and batch:
+                    transport = "tar"
+                    local, sent = push.shared_tar(
+                        C.DEFAULT_LOCAL_TMP,
+                        plan.transfer,
+                        compress=compress,
+                        extra=push.record_members(plan, state_dir),
+                    )
+                    uploads.append((base + ".tar", None))
+                    self._put(local, base + ".tar", host)
+                    trips += 1
+                elif plan.transfer:
+                    transport = "files"
+                    for i, f in enumerate(plan.transfer):
+                        local = f.src
+                        if f.content is not None:
+                            local = os.path.join(local_tmp, f"c{i}")
+                            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                            with open(fd, "wb") as fh:
+                                fh.write(f.content)
+                        uploads.append((f"{base}.{i}", i))
+                        self._put(local, f"{base}.{i}", host)
+                        sent += f.size
+                        trips += 1
+            except BaseException:
+                if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
+                    paths = [u[0] for u in uploads] + extra
+                    with contextlib.suppress(Exception):
+                        self._low_level_execute_command("rm -rf " + " ".join(push.q(p) for p in paths))
+                raise
+            finally:
+                shutil.rmtree(local_tmp, ignore_errors=True)
+            zipped = compress and transport == "tar"
+            cmd = push.finalize_command(
+                plan,
+                uploads,
+                tar_compressed=zipped,
+                extra_cleanup=extra,
+                state_dir=state_dir,
+                records_in_tar=True,
+            )
+            self._run_cmd(cmd, False, host, "finalize")
+            trips += 1
 
         result.update(push.report(plan, bytes_transferred=sent, round_trips=trips, transport=transport))
         if self._task.diff or self._play_context.diff:
             result["diff"] = push.diff(plan)
         return result
-
-    def _upload(self, plan, base, host):
-        """Each file to transfer with put_file (none: plan.record alone) -> (uploads, extra
-        cleanup, bytes, transport)."""
-        local_tmp = tempfile.mkdtemp(prefix="xcm-push-", dir=C.DEFAULT_LOCAL_TMP)
-        uploads, extra, sent = [], [], 0
-        try:
-            if any(f.secret for f in plan.transfer):
-                # secret content: upload into a directory only the login user can enter
-                # (sftp/scp create the upload with the local file's mode, piped's dd with
-                # the umask): one more round trip, only when secrets move
-                private = base + ".d"
-                mk = f"umask 077 && mkdir {push.q(private)} && echo {push.OK_MARK}"
-                self._run_cmd(mk, False, host, "private upload directory", sudoable=False)
-                extra.append(private)
-                base = private + "/u"
-            for i, f in enumerate(plan.transfer):
-                local = f.src
-                if f.content is not None:
-                    local = os.path.join(local_tmp, f"c{i}")
-                    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    with open(fd, "wb") as fh:
-                        fh.write(f.content)
-                uploads.append((f"{base}.{i}", i))
-                self._put(local, f"{base}.{i}", host)
-                sent += f.size
-        except BaseException:
-            if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
-                paths = [u[0] for u in uploads] + extra
-                with contextlib.suppress(Exception):
-                    self._low_level_execute_command("rm -rf " + " ".join(push.q(p) for p in paths))
-            raise
-        finally:
-            shutil.rmtree(local_tmp, ignore_errors=True)
-        return uploads, extra, sent, ("files" if uploads else None)
 
     def _find_source(self, src):
         try:
@@ -160,15 +157,14 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise AnsibleActionFail(f"{host}: uploading to {remote} failed: {e}") from None
 
-    def _run_cmd(self, cmd, censor, host, what, *, sudoable=True, in_data=None):
-        """One round trip. censor: hide the node's answer even at -vvv (secret checksums).
-        in_data: bytes for the command's standard input."""
+    def _run_cmd(self, cmd, censor, host, what, sudoable=True):
+        """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
         # the ssh connection logs (rc, stdout, stderr) at -vvv unless its play context says no_log
         pc = getattr(self._connection, "_play_context", None) or self._play_context
         saved = pc.no_log
         pc.no_log = saved or censor
         try:
-            res = self._low_level_execute_command(cmd, sudoable=sudoable, in_data=in_data)
+            res = self._low_level_execute_command(cmd, sudoable=sudoable)
         finally:
             pc.no_log = saved
         out = res.get("stdout", "")

@@ -12,16 +12,13 @@ short_description: Put files on a node that has no Python, only what differs, at
 version_added: "0.1.0"
 description:
   - Delivers files (from the controller or given as content) to a node using only the
-    connection (shell commands, their standard input, and C(put_file)). No module is sent,
-    so the node needs no Python, only C(sh) and the busybox applets C(sha256sum), C(stat),
-    C(mkdir), C(mv), C(ln),
+    connection (C(put_file) and shell commands). No module is sent, so the node needs no
+    Python, only C(sh) and the busybox applets C(sha256sum), C(stat), C(mkdir), C(mv),
     C(chmod), C(chown), C(rm), C(rmdir), C(tar), C(cat), C(mktemp), C(sleep).
   - "Round trips per host: one command reads every destination (kind, sha256, mode, owner)
-    and lists leftovers of interrupted runs. If nothing differs, that is all. Otherwise one
-    more command finalizes: several files come as one tar on its standard input and are
-    unpacked as they arrive (2 round trips in all; the tar is held in memory on the
-    controller while it is sent, as Ansible's own piped transfer does); a single file (or
-    O(batch=false)) is uploaded into O(upload_dir) with C(put_file) first."
+    and lists leftovers of interrupted runs. If nothing differs, that is all. Otherwise the
+    files that differ are uploaded (several files: one tar, one C(put_file); one file: the
+    file itself) into O(upload_dir), and one more command finalizes."
   - "Records, so that a rerun does not hash what it installed: after installing, the node
     keeps a record per file in O(state_dir): its sha256 and what C(stat) showed right after
     the install (size, inode, device, mtime and ctime with nanoseconds, path). The read step
@@ -35,9 +32,7 @@ description:
     or stale (installed by an overlay or another tool, touched) gets its record with one more
     command, which is no change. Not seen: a write landing between push_files' own rename of
     the file and its C(stat) a few milliseconds later, and one that also sets the clock back."
-  - "The finalize step unpacks with the node's own C(tar) (one pass over the tar, through a
-    staging directory C(.xcm-up.<login user>.<token>.s) in O(upload_dir) that links to the
-    temporary directories) into a temporary directory
+  - "The finalize step unpacks with the node's own C(tar) into a temporary directory
     C(<dest dir>/.xcm-tmp.XXXXXX) on the same filesystem as the destination, sets mode and
     owner there, then renames each file into place with C(mv -f). A destination is therefore
     always either its old or its new complete content, never half-written. Temporaries are
@@ -50,20 +45,16 @@ description:
     temporary directory, removed when the run ends), so many nodes do not cost many packs.
   - Files with O(files[].secret=true) never show their content or checksum in the result,
     in C(--diff) or in C(-vvv) output (the node's answer to the read step is censored, like
-    C(no_log), whenever a secret item is present). A tar is unpacked into directories only
-    the user running the finalize can enter (mode 0700). When a secret file is uploaded
-    (one file, or O(batch=false)), the upload goes into a new directory in O(upload_dir) that
-    only the login user can enter (one more round trip), so that no other user can read it
-    before it is in place.
+    C(no_log), whenever a secret item is present). When a secret file is transferred, the
+    upload goes into a new directory in O(upload_dir) that only the login user can enter
+    (one more round trip), so that no other user can read it before it is in place.
   - Other files in the destination directories are left alone.
-  - "C(become): the read and finalize steps run with C(become) (a tar reaches the finalize
-    through the become method's standard input, as a pipelined module does; with the C(ssh)
-    connection that command gets no tty, so C(sudo) must not require one), so the new files
-    belong to the become user (or to O(files[].owner)), never to the login user. An upload
-    (one file) goes as the login user to O(upload_dir) (default C(/tmp), which every user can
-    write); the become user must be able to read it (true for root), and the become user must
-    be able to write O(upload_dir) for a tar's staging directory. Becoming a different
-    unprivileged user is not supported."
+  - "C(become): the upload always goes as the login user to O(upload_dir) (default C(/tmp),
+    which every user can write); the read and finalize steps run with C(become), so the new
+    files belong to the become user (or to O(files[].owner)), never to the login user. The
+    login user must be able to write O(upload_dir); the become user must be able to read
+    what the login user uploaded (true for root). Becoming a different unprivileged user is
+    not supported."
   - Works with the C(ssh) connection and every C(ssh_transfer_method) (C(sftp), C(scp),
     C(piped), C(smart)), and with the C(local) connection.
 options:
@@ -148,16 +139,15 @@ options:
         default: present
   upload_dir:
     description:
-      - Directory on the node for single-file uploads (the login user writes them there before
-        the finalize step moves the content into place) and for a tar's staging directory.
-        Must be writable by the login user (and by the become user, for a tar).
+      - Directory on the node where the login user uploads (a tar or single files) before
+        the finalize step moves the content into place. Must be writable by the login user.
     type: str
     default: /tmp
   batch:
     description:
-      - When several files differ, send them as one tar on the finalize command's standard
-        input. V(false) sends each file with its own C(put_file) (slower; kept for
-        comparison and for nodes whose C(tar) is broken).
+      - When several files differ, send them as one tar (one C(put_file)). V(false) sends
+        each file with its own C(put_file) (slower; kept for comparison and for nodes whose
+        C(tar) is broken).
     type: bool
     default: true
   state_dir:
@@ -179,10 +169,9 @@ notes:
     result says what would change.
   - Diff mode is supported. One entry per changed path with sha256, mode, owner before and
     after (never the content).
-  - "Round trips: 1 when nothing differs; 2 when files differ (read, then the finalize with
-    the tar on its standard input), also for mode/owner-only changes or removals, and when
-    only records are written; 3 when one file differs (read, upload, finalize), 4 when it is
-    secret; with O(batch=false), one upload per file."
+  - "Round trips: 1 when nothing differs; 3 when files differ (read, upload, finalize), 4 when
+    secret files are among them; 2 for mode/owner-only changes or removals, and when only
+    records are written; with O(batch=false), one upload per file."
   - On a LAN, ssh compression (Ansible's default C(ssh_args) contain C(-C)) slows large
     transfers down; this collection's C(ansible.cfg) leaves it out.
 attributes:
@@ -278,8 +267,7 @@ round_trips:
   type: int
   sample: 1
 transport:
-  description: V(tar) (one tar for several files, on the finalize command's standard input),
-    V(files) (one put per file) or null (nothing transferred).
+  description: V(tar) (one tar for several files), V(files) (one put per file) or null (nothing uploaded).
   returned: always
   type: str
 """

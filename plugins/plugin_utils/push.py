@@ -14,13 +14,10 @@ Ansible runtime, so that it can be unit-tested directly:
   record rule, below).
 - ``plan(...)`` compares and says what to transfer, what only needs mode/owner, what to
   remove, which directories to create or fix, and which leftovers to clean.
-- ``finalize_command(...)`` is ONE command that unpacks the files into a temporary
+- ``finalize_command(...)`` is ONE command that unpacks what was uploaded into a temporary
   directory beside each destination (same filesystem), sets mode/owner there, then renames
   every file into place with ``mv -f`` (never a half-written file under a final name),
-  removes what is absent, and always cleans its temporary files (trap on EXIT). Several files
-  come as one tar on the command's standard input, unpacked in one pass as they arrive
-  (``write_tar`` names each member ``<n>/m<i>``: ``<n>`` is a link, in a staging directory, to
-  the temporary directory of the n-th destination directory); a single file is uploaded first.
+  removes what is absent, and always cleans its temporary files (trap on EXIT).
 - ``report(...)`` and ``diff(...)`` give the task result; secret items never show content
   or checksums.
 
@@ -61,7 +58,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import l
 from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import sha256_file as _sha256_of
 
 TMP_PREFIX = ".xcm-tmp."  # temporary directories (and clock markers) beside destinations
-UPLOAD_PREFIX = ".xcm-up."  # in upload_dir: .xcm-up.<login user>.<token>[.<i>|.d|.s]
+UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
 OK_MARK = "::xcm-ok::"
 SEP = "::xcm::"
 STATE_DIR = "/var/lib/xcluster-multus/push"  # the node's records of what was installed
@@ -564,18 +561,12 @@ def member_name(index):
     return f"m{index}"
 
 
-def tar_names(items):
-    """The tar member name of each item: <n>/m<i>, n the index of its directory (_by_dir)."""
-    n_of = {d: n for n, d in enumerate(_by_dir(items))}
-    return [f"{n_of[posixpath.dirname(f.dest)]}/{member_name(i)}" for i, f in enumerate(items)]
-
-
 def shared_tar(cache_dir, items, compress=False, extra=()):
     """The tar of these items, built once per run and shared by every host that needs the
-    same files (named by their checksums and members): with many nodes, the controller packs
-    it once. extra: more (member name, bytes) (record_members). Returns (path, size). Ansible
-    removes its local temp dir at the end of the run."""
-    key = "|".join(f"{n}={f.sha256}:{f.size}" for n, f in zip(tar_names(items), items)) + f"|gz={compress}"
+    same files (named by their checksums): with many nodes, the controller packs it once.
+    extra: more (member name, bytes) (record_members). Returns (path, size). Ansible removes
+    its local temp dir at the end of the run."""
+    key = "|".join(f"{f.sha256}:{f.size}" for f in items) + f"|gz={compress}"
     key += "".join(f"|{name}:{hashlib.sha256(data).hexdigest()}" for name, data in extra)
     path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
     if not os.path.exists(path):
@@ -588,14 +579,14 @@ def shared_tar(cache_dir, items, compress=False, extra=()):
 
 
 def write_tar(path, items, compress=False, extra=()):
-    """Pack the items to transfer as members <n>/m0, <n>/m1, ... (tar_names) and the extra
-    (name, bytes) members (mode 0600, owner root)."""
+    """Pack the items to transfer as members m0, m1, ... and the extra (name, bytes) members
+    (mode 0600, owner root)."""
     kwargs = {"compresslevel": 1} if compress else {}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sftp/scp keep this mode
     mode = "w:gz" if compress else "w"
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode=mode, **kwargs) as tar:
-        for f, name in zip(items, tar_names(items)):
-            info = tarfile.TarInfo(name)
+        for i, f in enumerate(items):
+            info = tarfile.TarInfo(member_name(i))
             info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"
             info.size, info.mtime = f.size, int(time.time())
             if f.content is not None:
@@ -683,15 +674,15 @@ def _record_lines(specs):
 
 
 def record_members(p, state_dir):
-    """The record lines of the files the plan transfers, one tar member per directory (0/r0,
-    1/r1, ... in the finalize's order), so that the finalize command need not carry them."""
+    """The record lines of the files the plan transfers, one tar member per directory (r0,
+    r1, ... in the finalize's order), so that the finalize command need not carry them."""
     if not state_dir:
         return []
     out = []
     for n, (_d, items) in enumerate(_by_dir(p.transfer).items()):
         lines = _record_lines(f for _i, f in items)
         if lines:
-            out.append((f"{n}/r{n}", lines.encode()))
+            out.append((f"r{n}", lines.encode()))
     return out
 
 
@@ -735,29 +726,23 @@ def record_commands(p, state_dir, uploaded=()):
 
 
 def finalize_command(
-    p, uploads=(), tar_compressed=False, extra_cleanup=(), *, state_dir=None, stdin_tar=None
+    p, uploads, tar_compressed=False, extra_cleanup=(), *, state_dir=None, records_in_tar=False
 ):
     """ONE sh command that applies the plan.
 
-    The files come either as a tar on the command's standard input (stdin_tar: a staging
-    directory to make in the upload directory; the tar is write_tar's of p.transfer with
-    record_members(p, state_dir) when state_dir is set), or uploaded one by one (uploads:
-    [(remote path, index in p.transfer)]). Each destination directory gets its own temporary
-    directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem); the staging directory holds a
-    link <n> to the n-th, so one tar -x puts each member beside its destination as it arrives.
-    Files are given their mode/owner there, then renamed into place with mv -f.
+    uploads: for a tar: [(remote tar path, None)] and p.transfer in member order; for single
+    files: [(remote path, index)] one per transferred file. Each destination directory gets its
+    own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
+    staged and given their mode/owner there, then renamed into place with mv -f.
     extra_cleanup: more paths the EXIT trap removes (the private upload directory).
-    state_dir: where the node keeps its records (record_commands), None for none.
-    When the command fails before it has read its standard input, the EXIT trap reads the rest
-    so that the sender sees the command's error, not a broken pipe.
+    state_dir: where the node keeps its records (record_commands), None for none;
+    records_in_tar: the tar holds record_members(p, state_dir).
     The command stays small (dropbear limits a command to 9000 bytes): per file transferred, a
-    member name and a "member:name" token.
+    tar member name and a "member:name" token.
     """
     lines = ["set -e", "umask 022"]
-    temporary = [u[0] for u in uploads] + list(extra_cleanup) + ([stdin_tar] if stdin_tar else [])
-    upl = " ".join(q(x) for x in temporary)
-    drain = "cat >/dev/null 2>&1; " if stdin_tar else ""
-    lines.append(f"trap {q((drain + 'cd /; rm -rf $XT ' + upl).strip())} EXIT")
+    upl = " ".join([q(u[0]) for u in uploads] + [q(x) for x in extra_cleanup])
+    lines.append(f"trap {q(('cd /; rm -rf $XT ' + upl).strip())} EXIT")
     lines.append("XT=")
     if p.cleanup:
         lines.append("rm -rf " + " ".join(q(c) for c in p.cleanup))
@@ -771,37 +756,31 @@ def finalize_command(
         lines.append("mkdir -p " + " ".join(q(x) for x in mk + parents))
     lines += _set_attrs([(d, q(d.path)) for d in p.mkdirs + p.dir_attrs])
     lines.append("umask 077")
-    single = {idx: u for u, idx in uploads}
-    members = {name.split("/", 1)[0] for name, _data in record_members(p, state_dir)} if stdin_tar else set()
-    if stdin_tar and p.transfer:
-        lines.append(f"mkdir {q(stdin_tar)}")
-    staged, moves, uploaded = [], [], {}
+    tar_path = uploads[0][0] if uploads and uploads[0][1] is None else None
+    single = {idx: u for u, idx in uploads if idx is not None}
+    members = dict(record_members(p, state_dir)) if tar_path and records_in_tar else {}
+    moves, uploaded = [], {}
     for n, (d, items) in enumerate(_by_dir(p.transfer).items()):
         idxs = [i for i, _f in items]
         var = f"t{n}"
         lines.append(f'{var}=$(mktemp -d {q(d.rstrip("/") + "/" + TMP_PREFIX + "XXXXXX")}); XT="$XT ${var}"')
-        if stdin_tar:
-            lines.append(f'ln -s "${var}" {q(stdin_tar + "/" + str(n))}')
-            if str(n) in members:
+        lines.append(f'cd "${var}"')
+        if tar_path:
+            z = "z" if tar_compressed else ""
+            rec = [f"r{n}"] if f"r{n}" in members else []
+            lines.append(f"tar -x{z}mo -f {q(tar_path)} {' '.join([member_name(i) for i in idxs] + rec)}")
+            if rec:
                 uploaded[d] = f'"${var}/r{n}"'
         else:
             # cat, not mv: the new file belongs to whoever runs this (root with become),
             # never to the login user who uploaded it.
-            lines.append(f'cd "${var}"')
             lines += [f"cat {q(single[i])} >{member_name(i)}" for i in idxs]
-        staged.append((var, idxs))
+        lines += _set_attrs([(p.transfer[i], member_name(i)) for i in idxs])
         tokens = " ".join(q(f"{member_name(i)}:{posixpath.basename(p.transfer[i].dest)}") for i in idxs)
         moves += [
             f'cd "${var}"; d={q(d)}',
             f'for f in {tokens}; do mv -f "${{f%%:*}}" "$d/${{f#*:}}"; done',
         ]
-    if stdin_tar and p.transfer:
-        z = "z" if tar_compressed else ""
-        lines.append(f"cd {q(stdin_tar)}; tar -x{z}mo -f -")
-    for var, idxs in staged:
-        attrs = _set_attrs([(p.transfer[i], member_name(i)) for i in idxs])
-        if attrs:
-            lines += [f'cd "${var}"', *attrs]
     lines += moves
     lines.append("cd /")
     lines += _set_attrs([(f, q(f.dest)) for f in p.attrs])

@@ -244,12 +244,6 @@ def test_unknown_plugin_name_lists_what_the_archive_has(lab, built):
     assert lab.snapshot() == before
 
 
-def in_flight(lab):
-    """Bytes vm-001 has unpacked so far into the push's temporary directories."""
-    out = lab.ssh(1, "stat -c %s /opt/cni/bin/.xcm-tmp.*/* 2>/dev/null || true")
-    return sum(int(x) for x in out.split())
-
-
 def test_killed_transfer_leaves_no_partial_file_and_the_rerun_converges(lab, built, tmp_path):
     src, good, old = built
     lab.play(common_vars(lab, cni_plugins_checksum=good), src)  # the release as it is
@@ -289,30 +283,35 @@ def test_killed_transfer_leaves_no_partial_file_and_the_rerun_converges(lab, bui
         )
         deadline, seen = time.time() + 300, 0
         while time.time() < deadline and seen < 16 << 20 and p.poll() is None:
-            seen = in_flight(lab)
+            out = lab.ssh(1, "stat -c %s /tmp/.xcm-up.root.* 2>/dev/null || true").split()
+            seen = int(out[0]) if out else 0
             time.sleep(0.2)
         assert p.poll() is None and (16 << 20) <= seen < total, f"could not catch the push in flight ({seen})"
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
         last = -1
-        while seen != last:  # until the node has stopped unpacking
-            last = seen
+        while True:  # until the nodes saw the end of the upload
+            sizes = lab.ssh(1, "stat -c %s /tmp/.xcm-up.root.*")
+            if sizes == last:
+                break
+            last = sizes
             time.sleep(0.5)
-            seen = in_flight(lab)
+        assert int(sizes.split()[0]) < total, "the upload was not cut short"
     finally:
         subprocess.run(["tc", "qdisc", "del", "dev", mgmt, "root"], check=False)
 
     for n in NODES:
         listing = lab.ssh(n, "ls -a /opt/cni/bin /tmp; cd /opt/cni/bin && sha256sum -- *")
-        # under their final names: the whole old files, never a part of a new one (no zz-big);
-        # the unpacked part is gone (the command's EXIT trap) or left in its temporary
-        # directory for the next run to clean
+        assert ".xcm-up.root." in listing, "the killed upload should be left for the next run to clean"
+        assert ".xcm-tmp." not in listing
+        # under their final names: the whole old files, never a part of a new one (no zz-big)
         assert sha_listing(listing) == {k: v[0] for k, v in sums.items() if k in old}, f"vm-00{n}"
 
     res = lab.play(extra, str(newdir))  # the rerun converges
     for n in NODES:
         r = res[f"vm-00{n}"]
         assert r["changed"] and sorted(os.path.basename(t) for t in r["transferred"]) == sorted(new)
+        assert [c for c in r["cleaned"] if "/.xcm-up.root." in c], r["cleaned"]
         got = lab.ssh(n, "ls -a /opt/cni/bin /tmp; cd /opt/cni/bin && sha256sum -- *")
         assert ".xcm-" not in got
         assert sha_listing(got) == {k: v[1] for k, v in sums.items()}, f"vm-00{n}"

@@ -64,7 +64,7 @@ def test_lab_cni_plugins(lab, tmp_path):
     n_files = len(os.listdir(src))
     for h in NODES:
         assert res[h]["changed"] and len(res[h]["transferred"]) == n_files and res[h]["transport"] == "tar"
-        assert res[h]["round_trips"] == 2  # read, finalize with the tar on its stdin
+        assert res[h]["round_trips"] == 3
     for n in (1, 2, 3):
         rc, out = on_node(env, n, 'echo \'{"cniVersion":"0.4.0"}\' | CNI_COMMAND=VERSION /opt/cni/bin/bridge')
         assert rc == 0 and '"supportedVersions"' in out

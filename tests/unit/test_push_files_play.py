@@ -151,9 +151,8 @@ def test_local_lifecycle(tmp_path, srcdir):
     (node / "bin" / "other").write_bytes(b"someone else's")
     other_mtime = os.stat(node / "bin" / "other").st_mtime_ns
     res = r.play(args)["localhost"]
-    # 2 round trips: read, then the finalize with the tar on its standard input (no upload
-    # file, so no private upload directory for the secret among the files)
-    assert res["changed"] and res["transport"] == "tar" and res["round_trips"] == 2
+    # 4 round trips: read, private upload directory (a secret is among the files), put, finalize
+    assert res["changed"] and res["transport"] == "tar" and res["round_trips"] == 4
     assert res["bytes_transferred"] > 1_000_000 and len(res["transferred"]) == 7
     t = tree(node)
     assert t["bin/plugin3"] == (read(srcdir / "plugin3"), "0o755")
@@ -214,10 +213,7 @@ def test_local_lifecycle(tmp_path, srcdir):
     assert not r.play(gone)["localhost"]["changed"]
 
 
-@pytest.mark.parametrize("batch", [True, False])
-def test_local_failed_put_changes_nothing(tmp_path, srcdir, batch):
-    """No upload directory: the tar's staging directory (batch) or the upload (one file at a
-    time) cannot be made; the error says so and no destination changes."""
+def test_local_failed_put_changes_nothing(tmp_path, srcdir):
     node = tmp_path / "node"
     node.mkdir()
     (node / "plugin0").write_bytes(b"old")
@@ -225,14 +221,9 @@ def test_local_failed_put_changes_nothing(tmp_path, srcdir, batch):
     args = {
         "upload_dir": str(tmp_path / "no-such-dir"),
         "files": [{"src": str(srcdir) + "/", "dest": str(node)}],
-        "batch": batch,
     }
     res = r.play(args)["localhost"]
-    if batch:
-        assert res["failed"] and "localhost: the transfer and finalize step failed" in res["msg"]
-        assert f"{tmp_path}/no-such-dir/.xcm-up." in res["msg"]
-    else:
-        assert res["failed"] and "localhost: uploading to " in res["msg"]
+    assert res["failed"] and "localhost: uploading to " in res["msg"]
     assert os.listdir(node) == ["plugin0"] and read(node / "plugin0") == b"old"
 
 
@@ -331,7 +322,7 @@ def test_ssh_become_from_a_non_root_user(target, tmp_path, srcdir):
         "files": [{"src": str(srcdir) + "/", "dest": "/tmp/become/bin"}, {"content": "k", "dest": "/root/k"}]
     }
     res = r.play(args)["vm-001"]  # without become: /root is not the user's
-    assert res["failed"] and "vm-001: the transfer and finalize step failed" in res["msg"]
+    assert res["failed"] and "vm-001: the finalize step failed" in res["msg"]
     assert not os.path.exists(target.node_path(1, "/root/k"))
     res = r.play(args, become=True)["vm-001"]
     assert res["changed"] and len(res["transferred"]) == 6, res
