@@ -5,7 +5,7 @@
 nodes in parallel.
 
 Nodes: by default dropbear + busybox in network namespaces made here
-(tests/unit/netns_target.py); with --lab-inventory, the nodes of a running lab
+(tests/integration/netns_target.py); with --lab-inventory, the nodes of a running lab
 (tests/lab/lab up; LAB=vm gives qemu VMs with a real busybox userland).
 
 Compares ssh compression (-C) on/off, one tar vs one put per file, gzip'd tar, an unchanged
@@ -30,7 +30,7 @@ import sys
 import tempfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from netns_target import Target  # noqa: E402
 
 PAYLOAD = "/usr/lib/cni"

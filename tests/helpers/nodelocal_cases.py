@@ -11,12 +11,9 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 
 SCRIPT = REPO / "roles" / "node_local" / "files" / "node-local"
 HOST_LOCAL = pathlib.Path("/usr/lib/cni/host-local")  # Debian's containernetworking-plugins

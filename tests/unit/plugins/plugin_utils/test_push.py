@@ -12,15 +12,12 @@ import pathlib
 import shutil
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
+from ansible_collections.xcluster.multus.plugins.plugin_utils import push
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "collections"))
-from ansible_collections.xcluster.multus.plugins.plugin_utils import push  # noqa: E402
 
 BUSYBOX = shutil.which("busybox")
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt busybox-static)")

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.xcluster.multus.plugins.plugin_utils import nodeindex as ni
 from nodelocal_cases import LAB_DEFAULT, LAB_IPVLAN, LAB_MACVLAN, REPO, VENV_BIN, XCLUSTER_MACVLAN
 
-PLAYBOOK_DIR = REPO / "tests" / "unit" / "node_local" / "playbook"
+PLAYBOOK_DIR = REPO / "tests" / "integration" / "filters_playbook"
 FILTERS = ("node_index", "node_subst", "node_ranges_check")
 
 

@@ -23,7 +23,7 @@ from ansible_collections.xcluster.multus.plugins.filter import multus_manifests 
 from ansible_collections.xcluster.multus.plugins.plugin_utils import multus as m
 from ansible_collections.xcluster.multus.plugins.plugin_utils import nodeindex as ni
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((REPO / "roles/multus/defaults/main.yml").read_text())
 NL_DEFAULTS = yaml.safe_load((REPO / "roles/node_local/defaults/main.yml").read_text())
 LAB_MULTUS = yaml.safe_load((REPO / "tests/lab/group_vars/all/multus.yml").read_text())

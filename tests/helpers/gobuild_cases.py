@@ -13,12 +13,8 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-COLLECTIONS = REPO / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
+REPO = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 
 GO = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)

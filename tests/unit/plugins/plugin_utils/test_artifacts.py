@@ -24,13 +24,11 @@ import threading
 
 import pytest
 import yaml
+from ansible_collections.xcluster.multus.plugins.plugin_utils import artifacts as A
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "collections"))
-from ansible_collections.xcluster.multus.plugins.plugin_utils import artifacts as A  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 CNI_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins: real binaries to pack
 CNI_NAME = "cni-plugins-linux-amd64-v1.0.1.tgz"

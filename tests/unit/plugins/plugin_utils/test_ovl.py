@@ -32,7 +32,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.nodeindex import s
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[4]
 RC_TEMPLATE = REPO / "playbooks/templates/multus.rc.j2"
 SHELLS = {
     "busybox": [shutil.which("busybox") or "/bin/busybox", "sh"],

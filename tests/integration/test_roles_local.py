@@ -21,7 +21,7 @@ import pytest
 import yaml
 from gobuild_cases import REPO, VENV_BIN, go_env, make_tiny_clone
 
-PLAYBOOK = REPO / "tests" / "unit" / "gobuild" / "playbook"
+PLAYBOOK = REPO / "tests" / "integration" / "roles_local"
 TOKEN = "tok-3f1d9a7c-never-printed"
 
 

@@ -18,7 +18,7 @@ import uuid
 import pytest
 from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import activate_script
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[4]
 BODY = (REPO / "roles/multus/files/activate.sh").read_text()
 SHELLS = {
     "busybox": [shutil.which("busybox") or "/bin/busybox", "sh"],
