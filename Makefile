@@ -32,8 +32,10 @@ unit: venv
 lint: venv
 	tests/lint.sh
 
+# The collection tarball (galaxy.yml build_ignore leaves development out), and what it holds.
 build: venv
 	ansible-galaxy collection build --force --output-path build .
+	tar -tzf build/xcluster-multus-$$(sed -n 's/^version: *//p' galaxy.yml).tar.gz | grep -v '/$$'
 
 artifacts: venv
 	tests/artifacts/build-all
