@@ -4,8 +4,8 @@
 """Bench push_files: Debian's CNI plugins (/usr/lib/cni, ~46 MB, 16 files) to 3 Python-less
 nodes in parallel.
 
-Nodes: by default dropbear + busybox in network namespaces made here
-(tests/integration/netns_target.py); with --lab-inventory, the nodes of a running lab
+Nodes: by default a netns lab of its own (tests/lab through tests/helpers/labtarget.py:
+dropbear, the host's userland); with --lab-inventory, the nodes of a running lab
 (tests/lab/lab up; LAB=vm gives qemu VMs with a real busybox userland).
 
 Compares ssh compression (-C) on/off, one tar vs one put per file, gzip'd tar, an unchanged
@@ -30,8 +30,8 @@ import sys
 import tempfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-from netns_target import Target  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "helpers"))  # a script, not a test: no pytest pythonpath
+from labtarget import Target  # noqa: E402
 
 PAYLOAD = "/usr/lib/cni"
 NODES = 3
@@ -97,8 +97,8 @@ def main():
             where = f"the lab's nodes ({a.lab_inventory})"
         else:
             t = Target(os.path.join(work, "target"), nodes=NODES).up()
-            ctx.update(inv=t.inventory(os.path.join(work, "inv")), wrap=t.wrap)
-            where = f"{NODES} namespace nodes (dropbear + busybox sh, veths on one bridge)"
+            ctx.update(inv=t.inventory(os.path.join(work, "inv")), wrap=lambda c: c)
+            where = f"{NODES} netns lab nodes (tests/lab: dropbear, the host's userland)"
         plugins = {"src": PAYLOAD + "/", "dest": DEST, "mode": "0755"}
         cases = [
             ("tar, no ssh -C (default)", {}, False, None),
@@ -117,9 +117,9 @@ def main():
         for name, opts, ssh_c, special in cases:
             if special == "100mbit":
                 for k in range(1, NODES + 1):
-                    tbf = ["tc", "qdisc", "replace", "dev", f"v{k}", "root", "tbf", "rate", "100mbit",
+                    tbf = ["tc", "qdisc", "replace", "dev", t.port(k), "root", "tbf", "rate", "100mbit",
                            "burst", "64kb", "latency", "200ms"]  # fmt: skip
-                    subprocess.run(t.wrap(tbf), check=True)
+                    subprocess.run(t.in_fabric(tbf), check=True)
             times, res = [], None
             for _rep in range(a.reps):
                 args = {"files": [plugins], **opts}

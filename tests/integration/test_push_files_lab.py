@@ -10,12 +10,9 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_push_files_play import Runner  # noqa: E402
+from test_push_files_play import Runner  # a sibling test module (pytest puts its directory first)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LABCMD = os.path.join(REPO, "tests", "lab", "lab")

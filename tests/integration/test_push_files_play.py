@@ -1,7 +1,7 @@
 # Copyright: xcluster.multus contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """push_files through ansible-playbook: (a) the local connection into a temp dir, (b) real
-Python-less SSH nodes (dropbear + busybox in network namespaces, netns_target.py)."""
+Python-less SSH nodes (a netns lab of the shared lab, tests/lab, through tests/helpers/labtarget.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-from netns_target import Target, missing_tools, reap_stale  # noqa: E402
+from labtarget import Target, missing_tools
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -44,8 +41,8 @@ class Runner:
     """Writes a play around one push_files task, runs it, returns the task's result per host.
 
     state_dir: where the nodes keep push_files' records, unless the task's args say: by default
-    a directory of the test's own (local: under tmp; the netns targets share the host's /var,
-    so their private /root); None leaves push_files' default (a lab node's own /var/lib)."""
+    a directory of the test's own (local: under tmp; lab nodes: their /root, which the tests
+    read from the host); None leaves push_files' default (a lab node's own /var/lib)."""
 
     def __init__(self, tmp, hosts="localhost", inventory=None, wrap=None, play_extra=None, *, state_dir=""):
         self.tmp, self.hosts, self.inventory, self.wrap = str(tmp), hosts, inventory, wrap or []
@@ -272,10 +269,10 @@ def test_local_diff_and_secret_with_vvv(tmp_path):
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+        pytest.skip("the lab needs root")
     miss = missing_tools()
     if miss:
-        pytest.skip(f"missing: {', '.join(miss)} (apt: dropbear-bin busybox-static openssh-sftp-server)")
+        pytest.skip(f"missing: {', '.join(miss)} (scripts/install-deps)")
     t = Target(str(tmp_path_factory.mktemp("target")), nodes=1).up()
     yield t
     t.down()
@@ -289,7 +286,7 @@ def ssh_runner(target, tmp, transfer="sftp", user="root", **kw):
 def test_ssh_node_has_no_python(target, tmp_path):
     r = target.ssh(1, "python3 -c 1; echo rc=$?; readlink -f /proc/$$/exe; type sha256sum tar", check=False)
     assert "rc=126" in r.stdout or "rc=127" in r.stdout
-    assert "sha256sum is sha256sum" in r.stdout  # a busybox applet, not /usr/bin/sha256sum
+    # busybox's applets (as on xcluster) are the VM lab's: LAB=vm tests/integration/test_push_files_lab.py
     res = ssh_runner(target, str(tmp_path)).play({"files": [{"content": "x", "dest": "/tmp/np/x"}]})
     assert res["vm-001"]["changed"] and read(target.node_path(1, "/tmp/np/x")) == b"x"
 
@@ -364,13 +361,13 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
     dest = "/tmp/kill/big"
     assert r.play({"files": [{"src": str(old), "dest": dest}]})["vm-001"]["changed"]
     node_tmp = target.node_path(1, "/tmp")
-    # slow the controller -> node link down (inside our namespace) to kill mid-file
+    # slow the controller -> node link down (the node's port on the lab's fabric) to kill mid-file
     tbf = [
         "tc",
         "qdisc",
         "add",
         "dev",
-        "v1",
+        target.port(1),
         "root",
         "tbf",
         "rate",
@@ -380,7 +377,7 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
         "latency",
         "500ms",
     ]
-    subprocess.run(target.wrap(tbf), check=True)
+    subprocess.run(target.in_fabric(tbf), check=True)
     try:
         p = r.play({"files": [{"src": str(new), "dest": dest}]}, popen=True)
         deadline, seen = time.time() + 60, 0
@@ -389,7 +386,7 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
             seen = os.path.getsize(os.path.join(node_tmp, ups[0])) if ups else 0
             time.sleep(0.05)
         assert 5_000_000 <= seen < 60_000_000, f"could not catch the upload in flight ({seen} bytes)"
-        # ansible's workers run in their own session: kill everything in the controller
+        # ansible's workers run in their own session: kill everything in the play's PID
         # namespace (ansible, workers, ssh clients, the ssh mux master)
         assert target.kill_controller()
         p.wait()
@@ -399,7 +396,7 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
             time.sleep(0.5)
         assert size < 60_000_000, f"the upload completed ({size} bytes) before the kill"
     finally:
-        subprocess.run(target.wrap(["tc", "qdisc", "del", "dev", "v1", "root"]), check=False)
+        subprocess.run(target.in_fabric(["tc", "qdisc", "del", "dev", target.port(1), "root"]), check=False)
     assert sha(read(target.node_path(1, dest))) == sha(read(old))  # old content, whole
     left = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert left, "the partial upload should still be there for the next run to clean"
@@ -408,32 +405,3 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
     assert sha(read(target.node_path(1, dest))) == sha(read(new))
     assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert not [n for n in os.listdir(target.node_path(1, "/tmp/kill")) if n.startswith(".xcm-")]
-
-
-def test_target_of_a_killed_run_is_reaped(tmp_path):
-    if os.geteuid() != 0 or missing_tools():
-        pytest.skip("needs root and the target's tools")
-    code = (
-        "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
-        "from netns_target import Target; t = Target(sys.argv[2], 1).up(); print(t.name, flush=True);"
-        "os.kill(os.getpid(), signal.SIGKILL)"
-    )
-    p = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), str(tmp_path)],
-                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    name = p.stdout.strip()
-    assert name.startswith("xpf"), p.stderr
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert f"{name}-c" in listed and f"{name}-1" in listed  # left behind, dropbear running
-    dropbear = subprocess.run(
-        ["ip", "netns", "pids", f"{name}-1"], capture_output=True, text=True, check=True
-    )
-    assert dropbear.stdout.split()
-    reap_stale()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert name not in listed
-    for pid in dropbear.stdout.split():  # gone, or a zombie waiting for init to reap it
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except FileNotFoundError:
-            pass
