@@ -7,10 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from ansible.errors import AnsibleFilterError
-from ansible_collections.xcluster.multus.plugins.filter import node_index as f_index
-from ansible_collections.xcluster.multus.plugins.filter import node_ranges_check as f_check
-from ansible_collections.xcluster.multus.plugins.filter import node_subst as f_subst
 from ansible_collections.xcluster.multus.plugins.plugin_utils import nodeindex as ni
 from ansible_collections.xcluster.multus.plugins.plugin_utils.nodeindex import NodeIndexError
 from hypothesis import given, settings
@@ -521,39 +517,6 @@ def test_check_inventory_duplicate_index():
 def test_check_inventory_bad_input(indexes, configs, host_configs, match):
     with pytest.raises(NodeIndexError, match=match):
         ni.check_inventory(indexes, configs, host_configs)
-
-
-# ------------------------------------------------------------------- filters, called directly
-
-
-def test_filters_registered():
-    assert set(f_index.FilterModule().filters()) == {"node_index"}
-    assert set(f_subst.FilterModule().filters()) == {"node_subst"}
-    assert set(f_check.FilterModule().filters()) == {"node_ranges_check"}
-
-
-def test_filters_return_values():
-    assert f_index.FilterModule().filters()["node_index"]("vm-004") == 4
-    subst = f_subst.FilterModule().filters()["node_subst"]
-    assert subst("11.0.x.0/24", 4) == "11.0.4.0/24"
-    check = f_check.FilterModule().filters()["node_ranges_check"]
-    assert (
-        check({"vm-001": 1}, {"d": SEED_DEFAULT})["vm-001"]["d"]["ipam"]["ranges"][0][0]["gateway"]
-        == "11.0.1.1"
-    )
-
-
-def test_filters_raise_ansible_filter_error():
-    with pytest.raises(
-        AnsibleFilterError, match=r"node_index: host vm-000: host name 'vm-000' does not match"
-    ):
-        f_index.FilterModule().filters()["node_index"]("vm-000")
-    with pytest.raises(AnsibleFilterError, match=r"node_subst: host vm-256 \(index 256\): .*too large"):
-        f_subst.FilterModule().filters()["node_subst"](SEED_DEFAULT, 256, host="vm-256")
-    with pytest.raises(
-        AnsibleFilterError, match=r"node_ranges_check: node-local config 'm'.*rangeEnd: 15.0.%.255"
-    ):
-        f_check.FilterModule().filters()["node_ranges_check"](_hosts(2), {"m": XCLUSTER_MACVLAN})
 
 
 # ------------------------------------------------------------------------- missing netaddr
