@@ -1,7 +1,7 @@
 # Copyright: xcluster.multus contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""plugin_utils/artifacts.py without Ansible, the update-checksums script, and the artifact
-action through ansible-playbook.
+"""plugin_utils/artifacts.py without Ansible, and the update-checksums script (the artifact
+action through ansible-playbook: tests/integration/test_artifact_play.py).
 
 Real archives are made in tmp dirs in the upstream layouts (cni-plugins flat with Debian's
 real plugin binaries from /usr/lib/cni, multus wrapped in a directory); downloads come from a
@@ -10,72 +10,31 @@ real HTTP server on 127.0.0.1 (http.server in a thread) that counts its requests
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
-import json
 import multiprocessing
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 
 import pytest
 import yaml
 from ansible_collections.xcluster.multus.plugins.plugin_utils import artifacts as A
+from artifact_cases import (
+    CNI_NAME,
+    MULTUS_NAME,
+    make_tar,
+    needs_cni,
+    put,
+    read,
+    sha,
+    table_for,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
-CNI_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins: real binaries to pack
-CNI_NAME = "cni-plugins-linux-amd64-v1.0.1.tgz"
-MULTUS_NAME = "multus-cni_3.8_linux_amd64.tar.gz"
-needs_cni = pytest.mark.skipif(
-    not os.access(os.path.join(CNI_DIR, "host-local"), os.X_OK), reason="apt containernetworking-plugins"
-)
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def make_tar(path, files, top=None, dot=False):
-    """A gzipped tar of {name: (bytes, mode)}: under top/ (wrapped), or './name' (dot, flat)."""
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
-        if dot:
-            d = tarfile.TarInfo("./")
-            d.type, d.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(d)
-        for name, (data, mode) in sorted(files.items()):
-            info = tarfile.TarInfo(f"{top}/{name}" if top else (f"./{name}" if dot else name))
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    return sha(read(path))
-
-
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory):
-    """Real archives in upstream layouts; returns {name: (path, sha256)}."""
-    d = tmp_path_factory.mktemp("archives")
-    out = {}
-    if os.path.isdir(CNI_DIR):
-        plugins = {n: (read(os.path.join(CNI_DIR, n)), 0o755) for n in ("host-local", "static")}
-        out[CNI_NAME] = (str(d / CNI_NAME), make_tar(d / CNI_NAME, plugins, dot=True))
-    multus = {
-        "multus-cni": (b"#!/bin/sh\necho multus-cni version:v3.8\n", 0o755),
-        "LICENSE": (b"Apache", 0o644),
-    }
-    top = "multus-cni_3.8_linux_amd64"
-    out[MULTUS_NAME] = (str(d / MULTUS_NAME), make_tar(d / MULTUS_NAME, multus, top=top))
-    return out
 
 
 @pytest.fixture
@@ -89,57 +48,6 @@ def env(tmp_path):
     for d in (e["home"] + "/Downloads", e["archive_env"]):
         os.makedirs(d)
     return e
-
-
-def put(archives, name, directory):
-    shutil.copy(archives[name][0], os.path.join(directory, name))
-    return os.path.join(directory, name)
-
-
-def table_for(*entries):
-    """A pinned table of (artifact, arch, version, sha256)."""
-    t = {}
-    for artifact, arch, version, digest in entries:
-        t.setdefault(artifact, {}).setdefault(arch, {})[version] = {"sha256": digest, "source": "test"}
-    return t
-
-
-class Server:
-    """http.server on 127.0.0.1 in a thread, serving a directory and counting GETs."""
-
-    def __init__(self, directory):
-        self.requests = []
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *a, **kw):
-                super().__init__(*a, directory=directory, **kw)
-
-            def do_GET(self):
-                outer.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(tmp_path):
-    d = tmp_path / "www"
-    d.mkdir()
-    s = Server(str(d))
-    s.dir = str(d)
-    yield s
-    s.close()
 
 
 # ---------------------------------------------------------------- names, versions, table
@@ -576,99 +484,3 @@ def test_stale_temporaries_of_killed_runs_are_cleaned(archives, env):
     os.utime(stale, (1, 1))
     A.unpack(path, digest, root)
     assert sorted(os.listdir(root)) == [".tmp-new", digest]
-
-
-# ---------------------------------------------------------------- the action through ansible-playbook
-
-
-def test_action_in_a_play_and_in_check_mode_never_contacts_the_node(archives, tmp_path, server):
-    """A host whose ssh would fail (127.0.0.1 port 1): the action must not need it."""
-    _, digest = archives[MULTUS_NAME]
-    put(archives, MULTUS_NAME, server.dir)
-    home = tmp_path / "home"
-    (home / "Downloads").mkdir(parents=True)
-    inv = tmp_path / "inv.yml"
-    inv.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "hosts": {
-                        "vm-001": {
-                            "ansible_connection": "ssh",
-                            "ansible_host": "127.0.0.1",
-                            "ansible_port": 1,
-                        }
-                    }
-                }
-            }
-        )
-    )
-    out = tmp_path / "r.json"
-    play = [
-        {
-            "hosts": "vm-001",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "artifact",
-                    "xcluster.multus.artifact": {
-                        "archive": MULTUS_NAME,
-                        "url": server.url + "/{archive}",
-                        "checksum": digest,
-                    },
-                    "register": "r",
-                },
-                {
-                    "name": "missing",
-                    "xcluster.multus.artifact": {"archive": CNI_NAME, "download": False},
-                    "register": "m",
-                    "ignore_errors": True,
-                },
-                {
-                    "name": "bad argument",
-                    "xcluster.multus.artifact": {"artifact": "cni-plugins", "bogus": 1},
-                    "register": "b",
-                    "ignore_errors": True,
-                },
-                {
-                    "name": "save",
-                    "ansible.builtin.copy": {"content": "{{ [r, m, b] | to_json }}", "dest": str(out)},
-                    "delegate_to": "localhost",
-                    "check_mode": False,
-                    "vars": {"ansible_connection": "local"},
-                },
-            ],
-        }
-    ]
-    pb = tmp_path / "play.yml"
-    pb.write_text(json.dumps(play))
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "atmp"),
-        PATH=VENV_BIN + os.pathsep + os.environ["PATH"],
-    )
-    env.pop("ARCHIVE", None)
-    for check in ([], ["--check"]):
-        p = subprocess.run(
-            [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inv), str(pb), *check],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-            cwd=REPO,
-        )
-        assert p.returncode == 0, p.stdout + p.stderr
-        r, m, b = json.loads(out.read_text())
-        assert r["changed"] is False and r["sha256"] == digest and r["files"] == ["LICENSE", "multus-cni"]
-        assert r["found_in"] == ("download" if not check else "download cache")
-        assert m["failed"] and m["msg"].startswith(f"vm-001: archive {CNI_NAME} not found. Searched:\n")
-        assert (
-            "($ARCHIVE is not set)" in m["msg"] and "It can be downloaded from https://github.com" in m["msg"]
-        )
-        assert b["failed"] and "bogus" in b["msg"]
-    assert len(server.requests) == 1
