@@ -8,7 +8,8 @@ cd "$REPO" # molecule looks for molecule/<scenario>/molecule.yml from here
 # The scenarios are at the top level (molecule/, the design card's place), not in molecule 26's
 # collection default extensions/molecule/: say so, so that molecule neither warns nor guesses.
 # Their shared base config is .config/molecule/config.yml, which molecule finds by itself at
-# the root of a git clone; named here so that a worktree or an unpacked tarball finds it too.
+# the root of a git checkout (it looks for .git); named here so that a copy without .git finds
+# it too.
 export MOLECULE_GLOB='molecule/*/molecule.yml'
 base=(--base-config "$REPO/.config/molecule/config.yml")
 export PATH=$REPO/.venv/bin:$PATH
