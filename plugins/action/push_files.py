@@ -77,6 +77,21 @@ class ActionModule(ActionBase):
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
 
+        texts = {}
+        want_diff = self._task.diff or self._play_context.diff
+        if want_diff:  # before anything changes: the node's old content of text files
+            after, fetch = push.diff_texts(plan, C.MAX_FILE_SIZE_FOR_DIFF)
+            old = {}
+            if fetch:
+                token = "::xcm-" + secrets.token_hex(8)
+                out = self._run_cmd(push.fetch_command(fetch, token), False, host, "diff read")
+                trips += 1
+                try:
+                    old = push.parse_fetch(host, out, fetch, token)
+                except push.PushError as e:
+                    raise AnsibleActionFail(str(e)) from None
+            texts = {d: (old.get(d), new) for d, new in after.items()}
+
         sent, transport = 0, None
         # plan.record alone (files right, their records missing or stale): one more command
         # that writes the records, no change
@@ -105,7 +120,7 @@ class ActionModule(ActionBase):
                         extra=push.record_members(plan, state_dir),
                     )
                     uploads.append((base + ".tar", None))
-                    self._put(local, base + ".tar", host)
+                    self._put(local, base + ".tar", host, sent, uploads + extra, upload_dir)
                     trips += 1
                 elif plan.transfer:
                     transport = "files"
@@ -117,9 +132,11 @@ class ActionModule(ActionBase):
                             with open(fd, "wb") as fh:
                                 fh.write(f.content)
                         uploads.append((f"{base}.{i}", i))
-                        self._put(local, f"{base}.{i}", host)
+                        self._put(local, f"{base}.{i}", host, f.size, uploads + extra, upload_dir)
                         sent += f.size
                         trips += 1
+            except AnsibleActionFail:
+                raise  # _put cleaned what it could and said why
             except BaseException:
                 if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
                     paths = [u[0] for u in uploads] + extra
@@ -141,8 +158,8 @@ class ActionModule(ActionBase):
             trips += 1
 
         result.update(push.report(plan, bytes_transferred=sent, round_trips=trips, transport=transport))
-        if self._task.diff or self._play_context.diff:
-            result["diff"] = push.diff(plan)
+        if want_diff:
+            result["diff"] = push.diff(plan, texts)
         return result
 
     def _find_source(self, src):
@@ -151,11 +168,23 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise push.PushError(f"{src!r} was not found on the controller: {e}") from None
 
-    def _put(self, local, remote, host):
+    def _put(self, local, remote, host, size, uploaded, upload_dir):
+        """One upload. When it fails: remove this run's uploads at once if the connection still
+        works (else the next run does), and say why (push.upload_failure)."""
         try:
             self._connection.put_file(local, remote)
+            return
         except AnsibleError as e:
-            raise AnsibleActionFail(f"{host}: uploading to {remote} failed: {e}") from None
+            error = str(e)
+        paths = [u[0] if isinstance(u, tuple) else u for u in uploaded]
+        cleaned, free = False, None
+        try:
+            res = self._low_level_execute_command(push.cleanup_command(paths, upload_dir), sudoable=False)
+            cleaned = res.get("rc") == 0 and push.OK_MARK in res.get("stdout", "")
+            free = push.free_kib(res.get("stdout", ""))
+        except Exception:  # noqa: BLE001 - the connection is gone: the next run cleans
+            pass
+        raise AnsibleActionFail(push.upload_failure(host, remote, error, size, cleaned, free))
 
     def _run_cmd(self, cmd, censor, host, what, sudoable=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
@@ -172,5 +201,6 @@ class ActionModule(ActionBase):
             detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)
             detail = detail[-2000:]
             rc = res.get("rc")
-            raise AnsibleActionFail(f"{host}: the {what} step failed on the node (rc={rc}): {detail}")
+            why = push.command_failure_cause(detail)
+            raise AnsibleActionFail(f"{host}: the {what} step failed on the node{why} (rc={rc}): {detail}")
         return out

@@ -19,7 +19,12 @@ Ansible runtime, so that it can be unit-tested directly:
   every file into place with ``mv -f`` (never a half-written file under a final name),
   removes what is absent, and always cleans its temporary files (trap on EXIT).
 - ``report(...)`` and ``diff(...)`` give the task result; secret items never show content
-  or checksums.
+  or checksums. With ``--diff``, text files (UTF-8, no NUL, at most Ansible's
+  MAX_FILE_SIZE_FOR_DIFF) show a unified diff of their content, as ``copy``/``template`` do:
+  ``diff_texts`` says which, ``fetch_command``/``parse_fetch`` read the node's old content in
+  one command; binaries show size and sha256.
+- ``upload_failure(...)`` says why an upload failed (timeout, connection closed, disk full)
+  and what became of the partial upload (removed at once, or left for the next run).
 
 The record rule (what lets a rerun skip hashing what it installed): after a push, the node
 keeps one small record per installed file in ``state_dir`` (default STATE_DIR, mode 0700):
@@ -792,7 +797,17 @@ def finalize_command(
 # ---------------------------------------------------------------- reporting
 
 
-def _describe(entry, secret):
+def entry_size(entry):
+    """The size of a file on the node, from its stat line (None: not a file, or unknown)."""
+    if entry is None or entry.kind != "file" or not entry.ident:
+        return None
+    try:
+        return int(entry.ident.split("|")[1].split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _describe(entry, secret, size=None):
     if entry is None or entry.kind == "missing":
         return "absent\n"
     if entry.kind not in ("file", "directory"):
@@ -800,6 +815,9 @@ def _describe(entry, secret):
     lines = []
     if entry.kind == "file":
         lines.append("sha256: " + ("(secret)" if secret else str(entry.sha256)))
+        size = entry_size(entry) if size is None else size
+        if size is not None and not secret:
+            lines.append(f"size: {size}")
     else:
         lines.append("directory")
     if entry.mode is not None:
@@ -823,16 +841,107 @@ def _after(spec, before):
     )
 
 
+def _attrs(entry):
+    lines = [f"mode: {entry.mode:04o}"] if entry.mode is not None else []
+    if entry.user is not None:
+        lines += [f"owner: {entry.user}", f"group: {entry.group}"]
+    return "\n".join(lines) + "\n"
+
+
 def _entry(path, before, after):
     return {"before_header": path, "after_header": path, "before": before, "after": after}
 
 
-def diff(p):
-    """Ansible diff entries, one per changed path: sha256/mode/owner, never secret content."""
+def as_text(data):
+    """data (bytes or str) as text when it is text (UTF-8, no NUL), else None (a binary)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if "\0" in data or any("\udc80" <= c <= "\udcff" for c in data):  # NUL, undecodable bytes
+        return None
+    return data
+
+
+def _read_head(path, n):
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def diff_texts(p, max_size, read=_read_head):
+    """Which transferred files get a content diff: ({dest: new text}, [dests whose old content
+    the node must send]). Only files that are not secret, whose new content is text of at most
+    max_size bytes, and whose old content (if any) is at most max_size bytes; the old content
+    may still turn out binary (parse_fetch)."""
+    after, fetch = {}, []
+    for f in p.transfer:
+        if f.secret or f.size > max_size:
+            continue
+        text = as_text(f.content if f.content is not None else read(f.src, max_size + 1))
+        if text is None:
+            continue
+        e = p.before.get(f.dest)
+        if e is not None and e.kind == "file":
+            size = entry_size(e)
+            if size is None or size > max_size:
+                continue
+            fetch.append(f.dest)
+        elif e is not None and e.kind != "missing":
+            continue
+        after[f.dest] = text
+    return after, fetch
+
+
+def fetch_command(paths, token):
+    """ONE sh command that prints the content of each path between lines of the token (a
+    random string of the run's, so no content can fake one). Changes nothing."""
+    lines = [f"for p in {' '.join(q(x) for x in paths)}; do"]
+    lines.append(f'  printf "%s\\n" {q(token + ":")}; cat "$p" 2>/dev/null; printf "\\n%s\\n" {q(token + ".")}')
+    lines += ["done", f"echo {OK_MARK}"]
+    return "\n".join(lines)
+
+
+def parse_fetch(host, output, paths, token):
+    """Output of fetch_command -> {path: text, or None when the node's content is binary}."""
+    if OK_MARK not in output:
+        raise PushError(f"{host}: reading the node's files for --diff failed; output was {output[-500:]!r}")
+    parts = output.rsplit(OK_MARK, 1)[0].split(token + ":\n")[1:]
+    if len(parts) != len(paths) or any(not x.rstrip("\n").endswith(token + ".") for x in parts):
+        raise PushError(f"{host}: unexpected answer when reading the node's files for --diff")
+    out = {}
+    for path, part in zip(paths, parts):
+        body = part.rsplit("\n" + token + ".", 1)[0]
+        out[path] = as_text(body)
+    return out
+
+
+def diff(p, texts=None, sources=None):
+    """Ansible diff entries, one per changed path, never secret content or checksums.
+
+    texts: {dest: (old text, or None when binary; new text)} (diff_texts, parse_fetch): these
+    files show a unified diff of their content, headers the destination and the source (as
+    copy/template do), and a second entry when mode or owner change too. The others show
+    sha256, size, mode and owner before and after. sources: {dest: header of the new content}."""
+    texts, sources = texts or {}, sources or {}
     out = []
     for f in p.transfer + p.attrs:
         b = p.before.get(f.dest)
-        out.append(_entry(f.dest, _describe(b, f.secret), _describe(_after(f, b), f.secret)))
+        old, new = texts.get(f.dest, (None, None))
+        if new is not None and (old is not None or b is None or b.kind == "missing"):
+            out.append(
+                {
+                    "before_header": f.dest,
+                    "after_header": sources.get(f.dest, f.src or f.dest),
+                    "before": old or "",
+                    "after": new,
+                }
+            )
+            a = _after(f, b)
+            if b is not None and b.kind == "file" and (a.mode, a.user, a.group) != (b.mode, b.user, b.group):
+                out.append(_entry(f.dest, _attrs(b), _attrs(a)))
+            continue
+        out.append(_entry(f.dest, _describe(b, f.secret), _describe(_after(f, b), f.secret, f.size)))
     for f in p.remove:
         out.append(_entry(f.dest, _describe(p.before.get(f.dest), f.secret), "absent\n"))
     for d in p.mkdirs + p.dir_attrs:
@@ -841,6 +950,65 @@ def diff(p):
     for d in p.rmdirs:
         out.append(_entry(d.path, "directory\n", "absent\n"))
     return out
+
+
+# ---------------------------------------------------------------- failures
+
+_TIMEOUT_RE = re.compile(r"time(d)? ?out|not responding", re.I)
+_CLOSED_RE = re.compile(
+    r"connection (closed|reset|lost)|closed by remote|broken pipe|lost connection|connection to .* closed"
+    r"|kex_exchange|\beof\b|killed by signal|rc=255|return code 255",
+    re.I,
+)
+_FULL_RE = re.compile(r"no space left|disk full|quota exceeded|ENOSPC", re.I)
+
+
+def cleanup_command(paths, upload_dir):
+    """Remove a failed run's partial uploads, then say how much room upload_dir has (KiB)."""
+    return (
+        f"rm -rf {' '.join(q(x) for x in paths)}; "
+        f"df -Pk {q(upload_dir)} | awk 'NR == 2 {{print \"free=\" $4}}'; echo {OK_MARK}"
+    )
+
+
+def free_kib(output):
+    m = re.search(r"^free=(\d+)$", output or "", re.M)
+    return int(m.group(1)) if m else None
+
+
+def upload_failure(host, remote, error, needed, cleaned, free=None):
+    """The message of a failed upload: why (the node's upload_dir full, the connection timed
+    out, the connection closed), and what became of the partial upload. error: the
+    connection's error text; needed: bytes to upload; cleaned: the cleanup command ran (the
+    partial upload is gone); free: KiB free in upload_dir after the cleanup (None: unknown)."""
+    upload_dir = posixpath.dirname(remote)
+    error = " ".join(str(error).split())
+    if _FULL_RE.search(error) or (free is not None and free * 1024 < needed):
+        why = f"the node's {upload_dir} is full" + (
+            f" ({free} KiB free, the upload needs {-(-needed // 1024)} KiB)" if free is not None else ""
+        )
+        fix = "free some room there or set upload_dir to a bigger directory"
+    elif _TIMEOUT_RE.search(error):
+        why, fix = "the connection timed out", "check the node's network and load, then rerun"
+    elif _CLOSED_RE.search(error):
+        why, fix = "the connection was closed", "check that the node's ssh server and sftp/scp work, then rerun"
+    else:
+        why, fix = "the upload failed", "see the connection's error below"
+    left = (
+        "the partial upload was removed"
+        if cleaned
+        else f"the partial upload {remote} stays in the node's {upload_dir}; the next run removes it"
+    )
+    return f"{host}: uploading {needed} bytes to {remote} failed: {why}; {left}; {fix}. ({error[-1500:]})"
+
+
+def command_failure_cause(detail):
+    """What a node command's error output says, in a few words (or '')."""
+    if _FULL_RE.search(detail):
+        return ": a disk is full (no space left on the device)"
+    if _TIMEOUT_RE.search(detail):
+        return ": it timed out"
+    return ""
 
 
 def report(p, bytes_transferred=0, round_trips=0, transport=None):

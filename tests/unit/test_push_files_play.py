@@ -223,7 +223,7 @@ def test_local_failed_put_changes_nothing(tmp_path, srcdir):
         "files": [{"src": str(srcdir) + "/", "dest": str(node)}],
     }
     res = r.play(args)["localhost"]
-    assert res["failed"] and "localhost: uploading to " in res["msg"]
+    assert res["failed"] and "localhost: uploading " in res["msg"] and " failed: " in res["msg"]
     assert os.listdir(node) == ["plugin0"] and read(node / "plugin0") == b"old"
 
 
