@@ -177,14 +177,15 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             error = str(e)
         paths = [u[0] if isinstance(u, tuple) else u for u in uploaded]
-        cleaned, free = False, None
+        cleaned, free, after = False, None, ""
         try:
             res = self._low_level_execute_command(push.cleanup_command(paths, upload_dir), sudoable=False)
             cleaned = res.get("rc") == 0 and push.OK_MARK in res.get("stdout", "")
             free = push.free_kib(res.get("stdout", ""))
-        except Exception:  # noqa: BLE001 - the connection is gone: the next run cleans
-            pass
-        raise AnsibleActionFail(push.upload_failure(host, remote, error, size, cleaned, free))
+            after = "" if cleaned else res.get("stderr", "")
+        except Exception as e:  # noqa: BLE001 - the connection is gone: the next run cleans
+            after = str(e)
+        raise AnsibleActionFail(push.upload_failure(host, remote, error, size, cleaned, free, after))
 
     def _run_cmd(self, cmd, censor, host, what, sudoable=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""

@@ -906,9 +906,11 @@ def parse_fetch(host, output, paths, token):
     """Output of fetch_command -> {path: text, or None when the node's content is binary}."""
     if OK_MARK not in output:
         raise PushError(f"{host}: reading the node's files for --diff failed; output was {output[-500:]!r}")
+    if token + ":\r\n" in output:  # a terminal between (ssh -tt): every \n came as \r\n
+        output = output.replace("\r\n", "\n")
     parts = output.rsplit(OK_MARK, 1)[0].split(token + ":\n")[1:]
     if len(parts) != len(paths) or any(not x.rstrip("\n").endswith(token + ".") for x in parts):
-        raise PushError(f"{host}: unexpected answer when reading the node's files for --diff")
+        raise PushError(f"{host}: unexpected answer when reading the node's files for --diff: {output[-300:]!r}")
     out = {}
     for path, part in zip(paths, parts):
         body = part.rsplit("\n" + token + ".", 1)[0]
@@ -957,9 +959,10 @@ def diff(p, texts=None, sources=None):
 _TIMEOUT_RE = re.compile(r"time(d)? ?out|not responding", re.I)
 _CLOSED_RE = re.compile(
     r"connection (closed|reset|lost)|closed by remote|broken pipe|lost connection|connection to .* closed"
-    r"|kex_exchange|\beof\b|killed by signal|rc=255|return code 255",
+    r"|kex_exchange|\beof\b|killed by signal|connection refused|failed to connect",
     re.I,
 )
+_REFUSED_RE = re.compile(r"permission denied|no such file|not a directory|read-only file system", re.I)
 _FULL_RE = re.compile(r"no space left|disk full|quota exceeded|ENOSPC", re.I)
 
 
@@ -976,22 +979,36 @@ def free_kib(output):
     return int(m.group(1)) if m else None
 
 
-def upload_failure(host, remote, error, needed, cleaned, free=None):
+def upload_failure(host, remote, error, needed, cleaned, free=None, after=""):
     """The message of a failed upload: why (the node's upload_dir full, the connection timed
     out, the connection closed), and what became of the partial upload. error: the
     connection's error text; needed: bytes to upload; cleaned: the cleanup command ran (the
-    partial upload is gone); free: KiB free in upload_dir after the cleanup (None: unknown)."""
+    partial upload is gone); free: KiB free in upload_dir after the cleanup (None: unknown);
+    after: the error of the cleanup command when it failed too (ssh often says why only then:
+    sftp prints no reason, and a server-alive timeout is logged below LogLevel ERROR)."""
     upload_dir = posixpath.dirname(remote)
     error = " ".join(str(error).split())
-    if _FULL_RE.search(error) or (free is not None and free * 1024 < needed):
+    after = " ".join(str(after or "").split())
+    words = re.sub(r"\S*/\S*", " ", error)  # paths say nothing of the cause (a dir named timeout)
+    if not any(r.search(words) for r in (_FULL_RE, _TIMEOUT_RE, _CLOSED_RE, _REFUSED_RE)) and after:
+        words = re.sub(r"\S*/\S*", " ", after)  # the node did not answer the cleanup either: why
+        error = f"{error} / then: {after}"
+    if _FULL_RE.search(words) or (free is not None and free * 1024 < needed):
         why = f"the node's {upload_dir} is full" + (
             f" ({free} KiB free, the upload needs {-(-needed // 1024)} KiB)" if free is not None else ""
         )
         fix = "free some room there or set upload_dir to a bigger directory"
-    elif _TIMEOUT_RE.search(error):
+    elif _TIMEOUT_RE.search(words):
         why, fix = "the connection timed out", "check the node's network and load, then rerun"
-    elif _CLOSED_RE.search(error):
+    elif _CLOSED_RE.search(words):
         why, fix = "the connection was closed", "check that the node's ssh server and sftp/scp work, then rerun"
+    elif _REFUSED_RE.search(words):
+        why, fix = "the node refused the file", f"check that the login user can write {upload_dir}"
+    elif cleaned and free is not None:
+        # no reason given, yet the node answers and has room: the transfer's own channel ended
+        # (sftp prints nothing when its server dies)
+        why = "the connection was closed (the node's end of the transfer stopped; the node still answers)"
+        fix = "check that the node's sftp/scp server works, then rerun"
     else:
         why, fix = "the upload failed", "see the connection's error below"
     left = (

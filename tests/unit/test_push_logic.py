@@ -360,6 +360,8 @@ def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
     text = repr(d)
     assert "SECRET" not in text and sha(b"NEWSECRET\n") not in text and sha(b"OLDSECRET\n") not in text
     assert f"{n}/same" not in d
+    tty = out.stdout.decode("utf-8", "surrogateescape").replace("\n", "\r\n")  # ssh -tt: onlcr
+    assert push.parse_fetch(H, tty, fetch, "::xcm-tok") == old
     with pytest.raises(push.PushError, match="vm-001: unexpected answer"):
         push.parse_fetch(H, "::xcm-tok:\nx\n" + push.OK_MARK, fetch, "::xcm-tok")
 
@@ -373,12 +375,18 @@ def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
          "the partial upload /tmp/.xcm-up.root.t.tar stays in the node's /tmp; the next run removes it"),
         ("Timeout, server 198.18.254.1 not responding.", None, False, "the connection timed out", "next run"),
         ("Connection closed", 90000, True, "the connection was closed", "the partial upload was removed"),
-        ("something odd", 90000, True, "the upload failed", "was removed"),
+        ("sftp> put /c/timeout/big /tmp/x", 90000, True, "the connection was closed (the node's end", "was removed"),
+        ("sftp> put /c/big /tmp/x", None, False, "the upload failed", "the next run removes it"),
+        ('dest open "/tmp/x": Permission denied', 90000, True, "the node refused the file", "was removed"),
     ],
 )  # fmt: skip
 def test_upload_failure_says_why_and_what_became_of_the_upload(error, free, cleaned, why, left):
     msg = push.upload_failure(H, "/tmp/.xcm-up.root.t.tar", error, 3_000_000, cleaned, free)
-    assert msg.startswith("vm-001: uploading 3000000 bytes to /tmp/.xcm-up.root.t.tar failed: " + why + ";")
+    if not cleaned:  # the cleanup's own failure says why when the upload's does not
+        later = push.upload_failure(H, "/tmp/.xcm-up.root.t.tar", "sftp> put /c/x /tmp/x", 3_000_000, False,
+                                    after="ssh: connect to host 198.18.254.1 port 22: Connection timed out")  # fmt: skip
+        assert "failed: the connection timed out; the partial upload /tmp/.xcm-up.root.t.tar stays" in later
+    assert msg.startswith("vm-001: uploading 3000000 bytes to /tmp/.xcm-up.root.t.tar failed: " + why)
     assert left in msg and error in msg
     assert push.free_kib("x\nfree=512\n" + push.OK_MARK) == 512 and push.free_kib("") is None
 
