@@ -20,12 +20,11 @@ import tempfile
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import push
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, push
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "directories", "upload_dir", "batch", "compress", "state_dir"))
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -34,16 +33,15 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
-        args = self._task.args
-        upload_dir = args.get("upload_dir", "/tmp")
-        batch = args.get("batch", True)
-        compress = args.get("compress", False)
-        for name, value in (("batch", batch), ("compress", compress)):
-            if not isinstance(value, bool):
-                raise AnsibleActionFail(f"{host}: {name}: {value!r} is not a boolean; expected true or false")
-        if not isinstance(upload_dir, str) or not upload_dir.startswith("/"):
+        raw = self._task.args
+        try:  # the arguments are those of plugins/modules/push_files.py's DOCUMENTATION
+            args = argspec.validate(host, "push_files", raw)
+        except argspec.ArgSpecError as e:
+            raise AnsibleActionFail(str(e)) from None
+        upload_dir, batch, compress = args["upload_dir"], args["batch"], args["compress"]
+        if not upload_dir.startswith("/"):
             raise AnsibleActionFail(f"{host}: upload_dir: {upload_dir!r} is not an absolute path")
-        state_dir = args.get("state_dir", push.STATE_DIR)
+        state_dir = args["state_dir"]
         if state_dir is None:
             state_dir = ""
         if not isinstance(state_dir, str) or (state_dir and not push.is_plain_abs(state_dir)):
@@ -55,8 +53,8 @@ class ActionModule(ActionBase):
         try:
             files, dirs = push.normalize(
                 host,
-                args.get("files", []),
-                args.get("directories"),
+                raw.get("files", []),  # as given: normalize refuses what the types would convert
+                raw.get("directories"),  # (an integer mode); the types above are checked
                 find_source=self._find_source,
                 cache_dir=C.DEFAULT_LOCAL_TMP,
             )
