@@ -628,42 +628,25 @@ def _set_attrs(items):
     return cmds
 
 
-# The record step's sh function: xr DIR, with one "<sha256>:<name>" line per file of DIR on its
-# stdin. A marker in DIR (its filesystem's clock and timestamp granularity), written after the
-# files, is rewritten until its ctime differs from every file's; then each file's record is its
-# sha256 and its stat line. Nothing here fails the command: a record not written only costs
-# hashing at the next read.
-_RECORD_FN = (
-    "xr() {\n"
-    '  d=$1 T= m=$(mktemp "$1/.xcm-tmp.XXXXXX") || return 0\n'
-    '  XT="$XT $m"\n'
-    '  set -- "$m"\n'
-    '  while IFS= read -r f; do T="$T$f\n"; set -- "$@" "$d/${f#*:}"; done\n'
-    '  mkdir -p "$R$d" || return 0\n'
-    "  n=0\n"
-    "  while :; do\n"
-    f'    S=$(stat -c "{STAT_FMT}" "$@") || return 0\n'
-    "    c= x=0\n"
-    "    while IFS= read -r l; do\n"
-    "      r=${l#*|}; r=${r%%|*}\n"
-    '      if [ -z "$c" ]; then c=$r; elif [ "$r" = "$c" ]; then x=1; fi\n'
-    "    done <<XCM_EOF\n$S\nXCM_EOF\n"
-    "    [ $x = 1 ] || break\n"
-    "    n=$((n + 1)); [ $n -lt 200 ] || return 0\n"
-    # a rewrite alone moves the marker's ctime on kernels that give an inode whose time was
-    # just read a fine-grained one at its next change; others need the coarse clock to tick
-    "    [ $n -eq 1 ] || sleep 0.01 2>/dev/null || sleep 1\n"
-    '    echo $n >"$m"\n'
-    "  done\n"
-    "  set --\n"
-    '  while IFS= read -r f; do set -- "$@" "$f"; done <<XCM_EOF\n$T\nXCM_EOF\n'
-    "  x=1\n"
-    "  while IFS= read -r l; do\n"
-    "    [ $x = 0 ] || { x=0; continue; }\n"
-    '    printf "%s %s\\n" "${1%%:*}" "${l#*|}" >"$R$d/${1#*:}"; shift\n'
-    "  done <<XCM_EOF\n$S\nXCM_EOF\n"
-    "}"
-)
+def load_sh(name):
+    """A node-side shell file beside this module (shellcheck reads it: tests/lint.sh), without
+    its comments and blank lines (a node's ssh server limits a command's length)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as f:
+        lines = f.read().splitlines()
+    keep, heredoc = [], None
+    for ln in lines:
+        if heredoc is None and (not ln.strip() or ln.lstrip().startswith("#")):
+            continue
+        keep.append(ln)
+        if heredoc is None and "<<XCM_EOF" in ln:
+            heredoc = "XCM_EOF"
+        elif ln == heredoc:
+            heredoc = None
+    return "\n".join(keep)
+
+
+# The record step's sh function xr (push_record.sh): it reads R, SF and XT of the command.
+_RECORD_FN = load_sh("push_record.sh")
 
 
 def _by_dir(specs):
@@ -722,6 +705,7 @@ def record_commands(p, state_dir, uploaded=()):
             "umask 022",
             f'[ -d "$R" ] || {{ mkdir -p {q(parent)} && mkdir -m 700 "$R"; }}',
             "umask 077",
+            f"SF={q(STAT_FMT)}",
             _RECORD_FN,
         ]
         out += [f"xr {q(d)} <{path}" for d, path in sorted(uploaded.items())]

@@ -769,3 +769,18 @@ def test_relative_src_not_found_names_host_and_item():
 
     with pytest.raises(push.PushError, match=r"^vm-001: files\[0\].src: .nope. was not found on the contr"):
         push.normalize(H, [{"src": "nope", "dest": "/a"}], find_source=find)
+
+
+def test_node_shell_lives_in_a_file_shellcheck_reads():
+    path = os.path.join(os.path.dirname(push.__file__), "push_record.sh")
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith("# shellcheck shell=sh\n") and "xr() {" in text
+    loaded = push.load_sh("push_record.sh")
+    assert loaded.startswith("xr() {") and not [ln for ln in loaded.splitlines() if ln.lstrip().startswith("#")]
+    assert "\n$S\nXCM_EOF\n" in loaded and 'T="$T$f\n"\n' in loaded  # here-documents kept whole
+    assert push._RECORD_FN == loaded
+    with open(push.__file__) as f:
+        assert "xr() {" not in f.read()  # not restated in Python
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", "-s", "sh", path], check=True)
