@@ -18,7 +18,6 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts
 
 
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False  # controller only: the node is never contacted
@@ -30,7 +29,9 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "localhost")
         try:  # the arguments are those of plugins/modules/artifact.py's DOCUMENTATION
-            args = argspec.validate(host, "artifact", self._task.args, required_one_of=[["archive", "artifact"]])
+            args = argspec.validate(
+                host, "artifact", self._task.args, required_one_of=[["archive", "artifact"]]
+            )
         except argspec.ArgSpecError as e:
             raise AnsibleActionFail(str(e)) from None
         env = os.environ

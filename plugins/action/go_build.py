@@ -17,7 +17,6 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, gobuild
 
 
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False  # controller only: the node is never contacted

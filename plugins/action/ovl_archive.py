@@ -22,7 +22,6 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, ov
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-
 def _resolve(role, src):
     path = os.path.join(_ROOT, "roles", role, "files", src)
     if not os.path.isfile(path) and not os.path.isdir(path):

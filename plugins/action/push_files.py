@@ -118,7 +118,9 @@ class ActionModule(ActionBase):
                         extra=push.record_members(plan, state_dir),
                     )
                     uploads.append((base + ".tar", None))
-                    self._put(local, base + ".tar", host, sent, uploads + extra, upload_dir)
+                    self._put(
+                        local, base + ".tar", host, size=sent, uploaded=uploads + extra, upload_dir=upload_dir
+                    )
                     trips += 1
                 elif plan.transfer:
                     transport = "files"
@@ -130,7 +132,14 @@ class ActionModule(ActionBase):
                             with open(fd, "wb") as fh:
                                 fh.write(f.content)
                         uploads.append((f"{base}.{i}", i))
-                        self._put(local, f"{base}.{i}", host, f.size, uploads + extra, upload_dir)
+                        self._put(
+                            local,
+                            f"{base}.{i}",
+                            host,
+                            size=f.size,
+                            uploaded=uploads + extra,
+                            upload_dir=upload_dir,
+                        )
                         sent += f.size
                         trips += 1
             except AnsibleActionFail:
@@ -166,7 +175,7 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise push.PushError(f"{src!r} was not found on the controller: {e}") from None
 
-    def _put(self, local, remote, host, size, uploaded, upload_dir):
+    def _put(self, local, remote, host, *, size, uploaded, upload_dir):
         """One upload. When it fails: remove this run's uploads at once if the connection still
         works (else the next run does), and say why (push.upload_failure)."""
         try:
@@ -183,7 +192,9 @@ class ActionModule(ActionBase):
             after = "" if cleaned else res.get("stderr", "")
         except Exception as e:  # noqa: BLE001 - the connection is gone: the next run cleans
             after = str(e)
-        raise AnsibleActionFail(push.upload_failure(host, remote, error, size, cleaned, free, after))
+        raise AnsibleActionFail(
+            push.upload_failure(host, remote, error, size, cleaned=cleaned, free=free, after=after)
+        )
 
     def _run_cmd(self, cmd, censor, host, what, sudoable=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""

@@ -54,6 +54,9 @@ def validate(host, module, args, **kwargs):
     cross-field rules a DOCUMENTATION cannot state (required_one_of, mutually_exclusive...)."""
     result = ArgumentSpecValidator(module_spec(module), **kwargs).validate(dict(args or {}))
     if result.error_messages:
-        msgs = [("unsupported parameters: " if isinstance(e, UnsupportedError) else "") + e.error_message for e in result.errors]
+        msgs = [
+            ("unsupported parameters: " if isinstance(e, UnsupportedError) else "") + e.error_message
+            for e in result.errors
+        ]
         raise ArgSpecError(f"{host}: {module}: " + "; ".join(msgs))
     return result.validated_parameters

@@ -881,7 +881,9 @@ def fetch_command(paths, token):
     """ONE sh command that prints the content of each path between lines of the token (a
     random string of the run's, so no content can fake one). Changes nothing."""
     lines = [f"for p in {' '.join(q(x) for x in paths)}; do"]
-    lines.append(f'  printf "%s\\n" {q(token + ":")}; cat "$p" 2>/dev/null; printf "\\n%s\\n" {q(token + ".")}')
+    lines.append(
+        f'  printf "%s\\n" {q(token + ":")}; cat "$p" 2>/dev/null; printf "\\n%s\\n" {q(token + ".")}'
+    )
     lines += ["done", f"echo {OK_MARK}"]
     return "\n".join(lines)
 
@@ -894,7 +896,9 @@ def parse_fetch(host, output, paths, token):
         output = output.replace("\r\n", "\n")
     parts = output.rsplit(OK_MARK, 1)[0].split(token + ":\n")[1:]
     if len(parts) != len(paths) or any(not x.rstrip("\n").endswith(token + ".") for x in parts):
-        raise PushError(f"{host}: unexpected answer when reading the node's files for --diff: {output[-300:]!r}")
+        raise PushError(
+            f"{host}: unexpected answer when reading the node's files for --diff: {output[-300:]!r}"
+        )
     out = {}
     for path, part in zip(paths, parts):
         body = part.rsplit("\n" + token + ".", 1)[0]
@@ -963,7 +967,7 @@ def free_kib(output):
     return int(m.group(1)) if m else None
 
 
-def upload_failure(host, remote, error, needed, cleaned, free=None, after=""):
+def upload_failure(host, remote, error, needed, *, cleaned, free=None, after=""):
     """The message of a failed upload: why (the node's upload_dir full, the connection timed
     out, the connection closed), and what became of the partial upload. error: the
     connection's error text; needed: bytes to upload; cleaned: the cleanup command ran (the
@@ -985,7 +989,10 @@ def upload_failure(host, remote, error, needed, cleaned, free=None, after=""):
     elif _TIMEOUT_RE.search(words):
         why, fix = "the connection timed out", "check the node's network and load, then rerun"
     elif _CLOSED_RE.search(words):
-        why, fix = "the connection was closed", "check that the node's ssh server and sftp/scp work, then rerun"
+        why, fix = (
+            "the connection was closed",
+            "check that the node's ssh server and sftp/scp work, then rerun",
+        )
     elif _REFUSED_RE.search(words):
         why, fix = "the node refused the file", f"check that the login user can write {upload_dir}"
     elif cleaned and free is not None:

@@ -54,7 +54,9 @@ def cases():
             yield module, name, opt
 
 
-@pytest.mark.parametrize(("module", "name", "opt"), list(cases()), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("module", "name", "opt"), list(cases()), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_every_documented_option_is_validated_as_documented(module, name, opt):
     base = minimal(module)
     kind = opt.get("type", "str")
@@ -83,7 +85,9 @@ def test_every_documented_option_is_validated_as_documented(module, name, opt):
         with pytest.raises(argspec.ArgSpecError, match=f"^{H}: {module}: .*{name}.*one of"):
             argspec.validate(H, module, {**base, name: "no-such-choice"}, **RULES.get(module, {}))
     if opt.get("required"):
-        with pytest.raises(argspec.ArgSpecError, match=f"^{H}: {module}: missing required arguments: .*{name}"):
+        with pytest.raises(
+            argspec.ArgSpecError, match=f"^{H}: {module}: missing required arguments: .*{name}"
+        ):
             argspec.validate(H, module, {k: v for k, v in base.items() if k != name})
     for sub, so in opt.get("suboptions", {}).items():  # suboptions of list-of-dict options
         if opt.get("elements") != "dict" or "choices" not in so:
@@ -95,12 +99,18 @@ def test_every_documented_option_is_validated_as_documented(module, name, opt):
 
 @pytest.mark.parametrize("module", ACTIONS)
 def test_undocumented_options_are_refused(module):
-    with pytest.raises(argspec.ArgSpecError, match=f"^{H}: {module}: unsupported parameters: bogus. Supported parameters include: "):
+    with pytest.raises(
+        argspec.ArgSpecError,
+        match=f"^{H}: {module}: unsupported parameters: bogus. Supported parameters include: ",
+    ):
         argspec.validate(H, module, {**minimal(module), "bogus": 1}, **RULES.get(module, {}))
 
 
 def test_undocumented_suboptions_are_refused():
-    with pytest.raises(argspec.ArgSpecError, match="unsupported parameters: files.bogus. Supported parameters include: content, dest"):
+    with pytest.raises(
+        argspec.ArgSpecError,
+        match="unsupported parameters: files.bogus. Supported parameters include: content, dest",
+    ):
         argspec.validate(H, "push_files", {"files": [{"dest": "/x", "content": "x", "bogus": 1}]})
 
 

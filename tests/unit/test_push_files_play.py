@@ -265,7 +265,10 @@ def test_local_diff_and_secret_with_vvv(tmp_path):
     res = r.play(args, diff=True, extra=["-vvv"])["localhost"]
     out = r.output
     # text: a unified diff of the content, as copy/template show it
-    assert f"--- before: {node}/plain\n+++ after: {node}/plain\n@@ -1,3 +1,3 @@\n line 1\n-old plain\n+new plain\n" in out
+    assert (
+        f"--- before: {node}/plain\n+++ after: {node}/plain\n"
+        "@@ -1,3 +1,3 @@\n line 1\n-old plain\n+new plain\n" in out
+    )
     assert f"+++ after: {script}\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo new\n" in out
     # binary: size and sha256
     assert f"-sha256: {sha(bytes([0x7F]) + b'ELF' + bytes([0]) + b'old')}\n-size: 8\n" in out
@@ -427,12 +430,17 @@ def test_ssh_diff_of_a_text_file_reads_the_node(target, tmp_path):
     files[0]["content"] = "a: 1\nb: 3\n"
     res = r.play({"files": files}, diff=True, check=True)["vm-001"]
     assert res["changed"] and res["round_trips"] == 2, res  # read, diff read
-    assert "--- before: /tmp/diff/conf.yml\n+++ after: /tmp/diff/conf.yml\n@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n" in r.output
+    assert (
+        "--- before: /tmp/diff/conf.yml\n+++ after: /tmp/diff/conf.yml\n"
+        "@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n" in r.output
+    )
     assert read(target.node_path(1, "/tmp/diff/conf.yml")) == b"a: 1\nb: 2\n"  # check mode
 
 
 def _node_pids(target, k, comm):
-    out = subprocess.run(["ip", "netns", "pids", target.nodes[k - 1]], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ip", "netns", "pids", target.nodes[k - 1]], capture_output=True, text=True, check=True
+    )
     found = []
     for pid in out.stdout.split():
         with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
@@ -523,7 +531,10 @@ def test_ssh_timeout_says_so_and_the_next_run_removes_the_upload(target, tmp_pat
                                     "burst", "1600", "latency", "1ms"]), check=True)  # fmt: skip
 
     res = _upload_in_flight(target, r, args, node_tmp, blackhole)
-    assert res["failed"] and "failed: the connection timed out; the partial upload /tmp/.xcm-up.root." in res["msg"], res
+    assert (
+        res["failed"]
+        and "failed: the connection timed out; the partial upload /tmp/.xcm-up.root." in res["msg"]
+    ), res
     assert "stays in the node's /tmp; the next run removes it" in res["msg"]
     left = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.")]
     assert len(left) == 1

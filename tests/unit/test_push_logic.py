@@ -303,7 +303,9 @@ def test_diff_shows_checksums_and_modes_never_secrets():
     text = repr(d)
     assert "TOPSECRET" not in text and sha(b"TOPSECRET") not in text and sha(b"oldsecret") not in text
     assert "sha256: (secret)" in d[1]["after"] and "size" not in d[1]["after"]
-    assert d[2]["before"].replace("0644", "0600") == d[2]["after"].replace("size: 1\n", "")  # no ident: no size
+    assert d[2]["before"].replace("0644", "0600") == d[2]["after"].replace(
+        "size: 1\n", ""
+    )  # no ident: no size
 
 
 @needs_busybox
@@ -337,7 +339,9 @@ def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
     after, fetch = push.diff_texts(p, 1000)
     assert sorted(after) == [f"{n}/a.conf", f"{n}/new.sh", f"{n}/was-binary"]
     assert fetch == [f"{n}/a.conf", f"{n}/was-binary"]  # new.sh: nothing on the node to read
-    out = subprocess.run([BUSYBOX, "sh", "-c", push.fetch_command(fetch, "::xcm-tok")], capture_output=True, check=True)
+    out = subprocess.run(
+        [BUSYBOX, "sh", "-c", push.fetch_command(fetch, "::xcm-tok")], capture_output=True, check=True
+    )
     # decoded as Ansible decodes a command's output (undecodable bytes as surrogates)
     old = push.parse_fetch(H, out.stdout.decode("utf-8", "surrogateescape"), fetch, "::xcm-tok")
     assert old == {f"{n}/a.conf": "one\ntwo\n", f"{n}/was-binary": None}  # NUL: binary
@@ -351,10 +355,15 @@ def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
         "after": "one\nTWO\n",
     }
     user = state[f"{n}/a.conf"].user
-    assert conf[1]["before"].startswith("mode: 0644\nowner: " + user) and conf[1]["after"].startswith("mode: 0600")
+    assert conf[1]["before"].startswith("mode: 0644\nowner: " + user) and conf[1]["after"].startswith(
+        "mode: 0600"
+    )
     assert d[f"{n}/new.sh"]["before"] == "" and d[f"{n}/new.sh"]["after"] == "#!/bin/sh\necho new\n"
     assert d[f"{n}/new.sh"]["after_header"] == str(src)
-    assert d[f"{n}/was-binary"]["before"].startswith("sha256: ") and "size: 7\n" in d[f"{n}/was-binary"]["before"]
+    assert (
+        d[f"{n}/was-binary"]["before"].startswith("sha256: ")
+        and "size: 7\n" in d[f"{n}/was-binary"]["before"]
+    )
     assert "size: 1200\n" in d[f"{n}/big"]["before"] and "size: 1200\n" in d[f"{n}/big"]["after"]
     assert "size: 9\n" in d[f"{n}/bin"]["after"]  # the new binary's size
     text = repr(d)
@@ -370,21 +379,22 @@ def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
     ("error", "free", "cleaned", "why", "left"),
     [
         ("sftp transfer failed: dest open failed: Failure", 512, True,
-         "the node's /tmp is full (512 KiB free, the upload needs 2930 KiB)", "the partial upload was removed"),
+         "the node's /tmp is full (512 KiB free, the upload needs 2930 KiB)", "was removed"),
         ("scp: /tmp/x: No space left on device", None, False, "the node's /tmp is full",
          "the partial upload /tmp/.xcm-up.root.t.tar stays in the node's /tmp; the next run removes it"),
         ("Timeout, server 198.18.254.1 not responding.", None, False, "the connection timed out", "next run"),
         ("Connection closed", 90000, True, "the connection was closed", "the partial upload was removed"),
-        ("sftp> put /c/timeout/big /tmp/x", 90000, True, "the connection was closed (the node's end", "was removed"),
+        ("sftp> put /c/timeout/big /tmp/x", 90000, True, "the connection was closed (the node's", "removed"),
         ("sftp> put /c/big /tmp/x", None, False, "the upload failed", "the next run removes it"),
         ('dest open "/tmp/x": Permission denied', 90000, True, "the node refused the file", "was removed"),
     ],
 )  # fmt: skip
 def test_upload_failure_says_why_and_what_became_of_the_upload(error, free, cleaned, why, left):
-    msg = push.upload_failure(H, "/tmp/.xcm-up.root.t.tar", error, 3_000_000, cleaned, free)
+    up = "/tmp/.xcm-up.root.t.tar"
+    msg = push.upload_failure(H, up, error, 3_000_000, cleaned=cleaned, free=free)
     if not cleaned:  # the cleanup's own failure says why when the upload's does not
-        later = push.upload_failure(H, "/tmp/.xcm-up.root.t.tar", "sftp> put /c/x /tmp/x", 3_000_000, False,
-                                    after="ssh: connect to host 198.18.254.1 port 22: Connection timed out")  # fmt: skip
+        after = "ssh: connect to host 198.18.254.1 port 22: Connection timed out"
+        later = push.upload_failure(H, up, "sftp> put /c/x /tmp/x", 3_000_000, cleaned=False, after=after)
         assert "failed: the connection timed out; the partial upload /tmp/.xcm-up.root.t.tar stays" in later
     assert msg.startswith("vm-001: uploading 3000000 bytes to /tmp/.xcm-up.root.t.tar failed: " + why)
     assert left in msg and error in msg
@@ -399,7 +409,9 @@ def test_cleanup_command_removes_the_uploads_and_reports_free_room(tmp_path):
     out = node_sh(push.cleanup_command([str(up / ".xcm-up.root.t.tar")], str(up)))
     assert out.returncode == 0 and push.OK_MARK in out.stdout
     assert os.listdir(up) == [] and push.free_kib(out.stdout) > 0
-    assert push.command_failure_cause("tar: write error: No space left on device").startswith(": a disk is full")
+    assert push.command_failure_cause("tar: write error: No space left on device").startswith(
+        ": a disk is full"
+    )
     assert push.command_failure_cause("mv: bad") == ""
 
 
@@ -777,9 +789,11 @@ def test_node_shell_lives_in_a_file_shellcheck_reads():
         text = f.read()
     assert text.startswith("# shellcheck shell=sh\n") and "xr() {" in text
     loaded = push.load_sh("push_record.sh")
-    assert loaded.startswith("xr() {") and not [ln for ln in loaded.splitlines() if ln.lstrip().startswith("#")]
+    assert loaded.startswith("xr() {") and not [
+        ln for ln in loaded.splitlines() if ln.lstrip().startswith("#")
+    ]
     assert "\n$S\nXCM_EOF\n" in loaded and 'T="$T$f\n"\n' in loaded  # here-documents kept whole
-    assert push._RECORD_FN == loaded
+    assert loaded == push._RECORD_FN
     with open(push.__file__) as f:
         assert "xr() {" not in f.read()  # not restated in Python
     if shutil.which("shellcheck"):
