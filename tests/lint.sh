@@ -14,6 +14,10 @@ step ruff
 ruff check . || rc=1
 ruff format --check . || rc=1
 
+step shellcheck
+# node-side shell that the plugins load (plugins/**/*.sh)
+find plugins -name '*.sh' -print0 | xargs -0 -r shellcheck -s sh || rc=1
+
 step yamllint
 yamllint -s . || rc=1
 

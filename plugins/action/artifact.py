@@ -15,21 +15,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import artifacts
-
-_SPEC = {
-    "archive": {"type": "str"},
-    "artifact": {"type": "str", "choices": sorted(artifacts.ARTIFACTS)},
-    "version": {"type": "str"},
-    "arch": {"type": "str"},
-    "checksum": {"type": "str"},
-    "url": {"type": "str"},
-    "dirs": {"type": "list", "elements": "path", "default": []},
-    "download": {"type": "bool", "default": True},
-    "unpack": {"type": "bool", "default": True},
-    "cache_dir": {"type": "path"},
-    "timeout": {"type": "int", "default": 60},
-}
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts
 
 
 class ActionModule(ActionBase):
@@ -42,9 +28,12 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "localhost")
-        _validation, args = self.validate_argument_spec(
-            argument_spec=_SPEC, required_one_of=[["archive", "artifact"]]
-        )
+        try:  # the arguments are those of plugins/modules/artifact.py's DOCUMENTATION
+            args = argspec.validate(
+                host, "artifact", self._task.args, required_one_of=[["archive", "artifact"]]
+            )
+        except argspec.ArgSpecError as e:
+            raise AnsibleActionFail(str(e)) from None
         env = os.environ
         try:
             out = artifacts.resolve(

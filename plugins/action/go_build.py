@@ -14,20 +14,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import gobuild
-
-_SPEC = {
-    "name": {"type": "str", "required": True},
-    "src": {"type": "str", "required": True},
-    "recipe": {"type": "str", "required": True, "choices": list(gobuild.RECIPES)},
-    "go": {"type": "str", "default": "go"},
-    "arch": {"type": "str", "default": "amd64"},
-    "env": {"type": "dict", "default": {}},
-    "exclude": {"type": "list", "elements": "str", "default": []},
-    "expect": {"type": "list", "elements": "str", "default": []},
-    "force": {"type": "bool", "default": False},
-    "cache_dir": {"type": "path"},
-}
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, gobuild
 
 
 class ActionModule(ActionBase):
@@ -40,7 +27,10 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "localhost")
-        _validation, args = self.validate_argument_spec(argument_spec=_SPEC)
+        try:  # the arguments are those of plugins/modules/go_build.py's DOCUMENTATION
+            args = argspec.validate(host, "go_build", self._task.args)
+        except argspec.ArgSpecError as e:
+            raise AnsibleActionFail(str(e)) from None
         src = args["src"]
         try:
             out = gobuild.build(

@@ -16,18 +16,10 @@ import time
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import ovl
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, ovl
 
 # The collection's root (plugins/action/ -> ../..): relative srcs are a role's files/.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-_SPEC = {
-    "dest": {"type": "path", "required": True},
-    "hosts": {"type": "dict", "required": True},
-    "drop": {"type": "list", "elements": "str", "default": []},
-    "templates": {"type": "dict", "default": {}},
-    "mtime": {"type": "int"},
-}
 
 
 def _resolve(role, src):
@@ -45,7 +37,11 @@ class ActionModule(ActionBase):
         self._supports_check_mode = True
         self._supports_async = False
         result = super().run(tmp, task_vars)
-        _validation, args = self.validate_argument_spec(argument_spec=_SPEC)
+        host = (task_vars or {}).get("inventory_hostname", "localhost")
+        try:  # the arguments are those of plugins/modules/ovl_archive.py's DOCUMENTATION
+            args = argspec.validate(host, "ovl_archive", self._task.args)
+        except argspec.ArgSpecError as e:
+            raise AnsibleActionFail(str(e)) from None
         dest = args["dest"]
         try:
             per_host, indexes = {}, {}

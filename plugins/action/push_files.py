@@ -20,12 +20,11 @@ import tempfile
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import push
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, push
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "directories", "upload_dir", "batch", "compress", "state_dir"))
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -34,16 +33,15 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
-        args = self._task.args
-        upload_dir = args.get("upload_dir", "/tmp")
-        batch = args.get("batch", True)
-        compress = args.get("compress", False)
-        for name, value in (("batch", batch), ("compress", compress)):
-            if not isinstance(value, bool):
-                raise AnsibleActionFail(f"{host}: {name}: {value!r} is not a boolean; expected true or false")
-        if not isinstance(upload_dir, str) or not upload_dir.startswith("/"):
+        raw = self._task.args
+        try:  # the arguments are those of plugins/modules/push_files.py's DOCUMENTATION
+            args = argspec.validate(host, "push_files", raw)
+        except argspec.ArgSpecError as e:
+            raise AnsibleActionFail(str(e)) from None
+        upload_dir, batch, compress = args["upload_dir"], args["batch"], args["compress"]
+        if not upload_dir.startswith("/"):
             raise AnsibleActionFail(f"{host}: upload_dir: {upload_dir!r} is not an absolute path")
-        state_dir = args.get("state_dir", push.STATE_DIR)
+        state_dir = args["state_dir"]
         if state_dir is None:
             state_dir = ""
         if not isinstance(state_dir, str) or (state_dir and not push.is_plain_abs(state_dir)):
@@ -55,8 +53,8 @@ class ActionModule(ActionBase):
         try:
             files, dirs = push.normalize(
                 host,
-                args.get("files", []),
-                args.get("directories"),
+                raw.get("files", []),  # as given: normalize refuses what the types would convert
+                raw.get("directories"),  # (an integer mode); the types above are checked
                 find_source=self._find_source,
                 cache_dir=C.DEFAULT_LOCAL_TMP,
             )
@@ -76,6 +74,21 @@ class ActionModule(ActionBase):
             plan = push.plan(host, files, dirs, state, leftovers, records=bool(state_dir))
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
+
+        texts = {}
+        want_diff = self._task.diff or self._play_context.diff
+        if want_diff:  # before anything changes: the node's old content of text files
+            after, fetch = push.diff_texts(plan, C.MAX_FILE_SIZE_FOR_DIFF)
+            old = {}
+            if fetch:
+                token = "::xcm-" + secrets.token_hex(8)
+                out = self._run_cmd(push.fetch_command(fetch, token), False, host, "diff read")
+                trips += 1
+                try:
+                    old = push.parse_fetch(host, out, fetch, token)
+                except push.PushError as e:
+                    raise AnsibleActionFail(str(e)) from None
+            texts = {d: (old.get(d), new) for d, new in after.items()}
 
         sent, transport = 0, None
         # plan.record alone (files right, their records missing or stale): one more command
@@ -105,7 +118,9 @@ class ActionModule(ActionBase):
                         extra=push.record_members(plan, state_dir),
                     )
                     uploads.append((base + ".tar", None))
-                    self._put(local, base + ".tar", host)
+                    self._put(
+                        local, base + ".tar", host, size=sent, uploaded=uploads + extra, upload_dir=upload_dir
+                    )
                     trips += 1
                 elif plan.transfer:
                     transport = "files"
@@ -117,9 +132,18 @@ class ActionModule(ActionBase):
                             with open(fd, "wb") as fh:
                                 fh.write(f.content)
                         uploads.append((f"{base}.{i}", i))
-                        self._put(local, f"{base}.{i}", host)
+                        self._put(
+                            local,
+                            f"{base}.{i}",
+                            host,
+                            size=f.size,
+                            uploaded=uploads + extra,
+                            upload_dir=upload_dir,
+                        )
                         sent += f.size
                         trips += 1
+            except AnsibleActionFail:
+                raise  # _put cleaned what it could and said why
             except BaseException:
                 if uploads or extra:  # best effort; leftovers are cleaned by the next run anyway
                     paths = [u[0] for u in uploads] + extra
@@ -141,8 +165,8 @@ class ActionModule(ActionBase):
             trips += 1
 
         result.update(push.report(plan, bytes_transferred=sent, round_trips=trips, transport=transport))
-        if self._task.diff or self._play_context.diff:
-            result["diff"] = push.diff(plan)
+        if want_diff:
+            result["diff"] = push.diff(plan, texts)
         return result
 
     def _find_source(self, src):
@@ -151,11 +175,26 @@ class ActionModule(ActionBase):
         except AnsibleError as e:
             raise push.PushError(f"{src!r} was not found on the controller: {e}") from None
 
-    def _put(self, local, remote, host):
+    def _put(self, local, remote, host, *, size, uploaded, upload_dir):
+        """One upload. When it fails: remove this run's uploads at once if the connection still
+        works (else the next run does), and say why (push.upload_failure)."""
         try:
             self._connection.put_file(local, remote)
+            return
         except AnsibleError as e:
-            raise AnsibleActionFail(f"{host}: uploading to {remote} failed: {e}") from None
+            error = str(e)
+        paths = [u[0] if isinstance(u, tuple) else u for u in uploaded]
+        cleaned, free, after = False, None, ""
+        try:
+            res = self._low_level_execute_command(push.cleanup_command(paths, upload_dir), sudoable=False)
+            cleaned = res.get("rc") == 0 and push.OK_MARK in res.get("stdout", "")
+            free = push.free_kib(res.get("stdout", ""))
+            after = "" if cleaned else res.get("stderr", "")
+        except Exception as e:  # noqa: BLE001 - the connection is gone: the next run cleans
+            after = str(e)
+        raise AnsibleActionFail(
+            push.upload_failure(host, remote, error, size, cleaned=cleaned, free=free, after=after)
+        )
 
     def _run_cmd(self, cmd, censor, host, what, sudoable=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
@@ -172,5 +211,6 @@ class ActionModule(ActionBase):
             detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)
             detail = detail[-2000:]
             rc = res.get("rc")
-            raise AnsibleActionFail(f"{host}: the {what} step failed on the node (rc={rc}): {detail}")
+            why = push.command_failure_cause(detail)
+            raise AnsibleActionFail(f"{host}: the {what} step failed on the node{why} (rc={rc}): {detail}")
         return out

@@ -167,8 +167,19 @@ options:
 notes:
   - Check mode is supported. The read step runs, nothing is uploaded or changed, and the
     result says what would change.
-  - Diff mode is supported. One entry per changed path with sha256, mode, owner before and
-    after (never the content).
+  - "Diff mode is supported, as M(ansible.builtin.copy) and M(ansible.builtin.template) show it:
+    a text file (UTF-8 without NUL bytes, old and new content at most C(MAX_FILE_SIZE_FOR_DIFF)
+    bytes) shows a unified diff of its content, headers the destination and the source (plus an
+    entry for mode/owner when they change too); the node's old content of those files is read in
+    one more command (one more round trip, only with C(--diff)). Other files (binaries, large
+    files) show sha256, size, mode and owner before and after. Secret files never show content,
+    checksum or size and are never read back."
+  - "A failed upload says why: the node's O(upload_dir) is full (with the room left and the room
+    needed), the connection timed out, the connection was closed, or the node refused the file.
+    Its partial upload is removed at once when the node still answers (one more command); when
+    the connection is gone it stays in O(upload_dir) and the next run removes it (RV(cleaned)).
+    A finalize step that fails says so too (for example a full disk at the destination), and
+    removes its temporaries and the upload on exit."
   - "Round trips: 1 when nothing differs; 3 when files differ (read, upload, finalize), 4 when
     secret files are among them; 2 for mode/owner-only changes or removals, and when only
     records are written; with O(batch=false), one upload per file."
@@ -180,7 +191,7 @@ attributes:
     description: Reads the node, reports what would change, changes and transfers nothing.
   diff_mode:
     support: full
-    description: sha256, mode and owner before and after, for each changed path.
+    description: A unified diff of text files' content; sha256, size, mode and owner of other files.
   platform:
     support: full
     platforms: posix

@@ -19,7 +19,12 @@ Ansible runtime, so that it can be unit-tested directly:
   every file into place with ``mv -f`` (never a half-written file under a final name),
   removes what is absent, and always cleans its temporary files (trap on EXIT).
 - ``report(...)`` and ``diff(...)`` give the task result; secret items never show content
-  or checksums.
+  or checksums. With ``--diff``, text files (UTF-8, no NUL, at most Ansible's
+  MAX_FILE_SIZE_FOR_DIFF) show a unified diff of their content, as ``copy``/``template`` do:
+  ``diff_texts`` says which, ``fetch_command``/``parse_fetch`` read the node's old content in
+  one command; binaries show size and sha256.
+- ``upload_failure(...)`` says why an upload failed (timeout, connection closed, disk full)
+  and what became of the partial upload (removed at once, or left for the next run).
 
 The record rule (what lets a rerun skip hashing what it installed): after a push, the node
 keeps one small record per installed file in ``state_dir`` (default STATE_DIR, mode 0700):
@@ -623,42 +628,25 @@ def _set_attrs(items):
     return cmds
 
 
-# The record step's sh function: xr DIR, with one "<sha256>:<name>" line per file of DIR on its
-# stdin. A marker in DIR (its filesystem's clock and timestamp granularity), written after the
-# files, is rewritten until its ctime differs from every file's; then each file's record is its
-# sha256 and its stat line. Nothing here fails the command: a record not written only costs
-# hashing at the next read.
-_RECORD_FN = (
-    "xr() {\n"
-    '  d=$1 T= m=$(mktemp "$1/.xcm-tmp.XXXXXX") || return 0\n'
-    '  XT="$XT $m"\n'
-    '  set -- "$m"\n'
-    '  while IFS= read -r f; do T="$T$f\n"; set -- "$@" "$d/${f#*:}"; done\n'
-    '  mkdir -p "$R$d" || return 0\n'
-    "  n=0\n"
-    "  while :; do\n"
-    f'    S=$(stat -c "{STAT_FMT}" "$@") || return 0\n'
-    "    c= x=0\n"
-    "    while IFS= read -r l; do\n"
-    "      r=${l#*|}; r=${r%%|*}\n"
-    '      if [ -z "$c" ]; then c=$r; elif [ "$r" = "$c" ]; then x=1; fi\n'
-    "    done <<XCM_EOF\n$S\nXCM_EOF\n"
-    "    [ $x = 1 ] || break\n"
-    "    n=$((n + 1)); [ $n -lt 200 ] || return 0\n"
-    # a rewrite alone moves the marker's ctime on kernels that give an inode whose time was
-    # just read a fine-grained one at its next change; others need the coarse clock to tick
-    "    [ $n -eq 1 ] || sleep 0.01 2>/dev/null || sleep 1\n"
-    '    echo $n >"$m"\n'
-    "  done\n"
-    "  set --\n"
-    '  while IFS= read -r f; do set -- "$@" "$f"; done <<XCM_EOF\n$T\nXCM_EOF\n'
-    "  x=1\n"
-    "  while IFS= read -r l; do\n"
-    "    [ $x = 0 ] || { x=0; continue; }\n"
-    '    printf "%s %s\\n" "${1%%:*}" "${l#*|}" >"$R$d/${1#*:}"; shift\n'
-    "  done <<XCM_EOF\n$S\nXCM_EOF\n"
-    "}"
-)
+def load_sh(name):
+    """A node-side shell file beside this module (shellcheck reads it: tests/lint.sh), without
+    its comments and blank lines (a node's ssh server limits a command's length)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as f:
+        lines = f.read().splitlines()
+    keep, heredoc = [], None
+    for ln in lines:
+        if heredoc is None and (not ln.strip() or ln.lstrip().startswith("#")):
+            continue
+        keep.append(ln)
+        if heredoc is None and "<<XCM_EOF" in ln:
+            heredoc = "XCM_EOF"
+        elif ln == heredoc:
+            heredoc = None
+    return "\n".join(keep)
+
+
+# The record step's sh function xr (push_record.sh): it reads R, SF and XT of the command.
+_RECORD_FN = load_sh("push_record.sh")
 
 
 def _by_dir(specs):
@@ -717,6 +705,7 @@ def record_commands(p, state_dir, uploaded=()):
             "umask 022",
             f'[ -d "$R" ] || {{ mkdir -p {q(parent)} && mkdir -m 700 "$R"; }}',
             "umask 077",
+            f"SF={q(STAT_FMT)}",
             _RECORD_FN,
         ]
         out += [f"xr {q(d)} <{path}" for d, path in sorted(uploaded.items())]
@@ -792,7 +781,17 @@ def finalize_command(
 # ---------------------------------------------------------------- reporting
 
 
-def _describe(entry, secret):
+def entry_size(entry):
+    """The size of a file on the node, from its stat line (None: not a file, or unknown)."""
+    if entry is None or entry.kind != "file" or not entry.ident:
+        return None
+    try:
+        return int(entry.ident.split("|")[1].split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _describe(entry, secret, size=None):
     if entry is None or entry.kind == "missing":
         return "absent\n"
     if entry.kind not in ("file", "directory"):
@@ -800,6 +799,9 @@ def _describe(entry, secret):
     lines = []
     if entry.kind == "file":
         lines.append("sha256: " + ("(secret)" if secret else str(entry.sha256)))
+        size = entry_size(entry) if size is None else size
+        if size is not None and not secret:
+            lines.append(f"size: {size}")
     else:
         lines.append("directory")
     if entry.mode is not None:
@@ -823,16 +825,113 @@ def _after(spec, before):
     )
 
 
+def _attrs(entry):
+    lines = [f"mode: {entry.mode:04o}"] if entry.mode is not None else []
+    if entry.user is not None:
+        lines += [f"owner: {entry.user}", f"group: {entry.group}"]
+    return "\n".join(lines) + "\n"
+
+
 def _entry(path, before, after):
     return {"before_header": path, "after_header": path, "before": before, "after": after}
 
 
-def diff(p):
-    """Ansible diff entries, one per changed path: sha256/mode/owner, never secret content."""
+def as_text(data):
+    """data (bytes or str) as text when it is text (UTF-8, no NUL), else None (a binary)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if "\0" in data or any("\udc80" <= c <= "\udcff" for c in data):  # NUL, undecodable bytes
+        return None
+    return data
+
+
+def _read_head(path, n):
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def diff_texts(p, max_size, read=_read_head):
+    """Which transferred files get a content diff: ({dest: new text}, [dests whose old content
+    the node must send]). Only files that are not secret, whose new content is text of at most
+    max_size bytes, and whose old content (if any) is at most max_size bytes; the old content
+    may still turn out binary (parse_fetch)."""
+    after, fetch = {}, []
+    for f in p.transfer:
+        if f.secret or f.size > max_size:
+            continue
+        text = as_text(f.content if f.content is not None else read(f.src, max_size + 1))
+        if text is None:
+            continue
+        e = p.before.get(f.dest)
+        if e is not None and e.kind == "file":
+            size = entry_size(e)
+            if size is None or size > max_size:
+                continue
+            fetch.append(f.dest)
+        elif e is not None and e.kind != "missing":
+            continue
+        after[f.dest] = text
+    return after, fetch
+
+
+def fetch_command(paths, token):
+    """ONE sh command that prints the content of each path between lines of the token (a
+    random string of the run's, so no content can fake one). Changes nothing."""
+    lines = [f"for p in {' '.join(q(x) for x in paths)}; do"]
+    lines.append(
+        f'  printf "%s\\n" {q(token + ":")}; cat "$p" 2>/dev/null; printf "\\n%s\\n" {q(token + ".")}'
+    )
+    lines += ["done", f"echo {OK_MARK}"]
+    return "\n".join(lines)
+
+
+def parse_fetch(host, output, paths, token):
+    """Output of fetch_command -> {path: text, or None when the node's content is binary}."""
+    if OK_MARK not in output:
+        raise PushError(f"{host}: reading the node's files for --diff failed; output was {output[-500:]!r}")
+    if token + ":\r\n" in output:  # a terminal between (ssh -tt): every \n came as \r\n
+        output = output.replace("\r\n", "\n")
+    parts = output.rsplit(OK_MARK, 1)[0].split(token + ":\n")[1:]
+    if len(parts) != len(paths) or any(not x.rstrip("\n").endswith(token + ".") for x in parts):
+        raise PushError(
+            f"{host}: unexpected answer when reading the node's files for --diff: {output[-300:]!r}"
+        )
+    out = {}
+    for path, part in zip(paths, parts):
+        body = part.rsplit("\n" + token + ".", 1)[0]
+        out[path] = as_text(body)
+    return out
+
+
+def diff(p, texts=None, sources=None):
+    """Ansible diff entries, one per changed path, never secret content or checksums.
+
+    texts: {dest: (old text, or None when binary; new text)} (diff_texts, parse_fetch): these
+    files show a unified diff of their content, headers the destination and the source (as
+    copy/template do), and a second entry when mode or owner change too. The others show
+    sha256, size, mode and owner before and after. sources: {dest: header of the new content}."""
+    texts, sources = texts or {}, sources or {}
     out = []
     for f in p.transfer + p.attrs:
         b = p.before.get(f.dest)
-        out.append(_entry(f.dest, _describe(b, f.secret), _describe(_after(f, b), f.secret)))
+        old, new = texts.get(f.dest, (None, None))
+        if new is not None and (old is not None or b is None or b.kind == "missing"):
+            out.append(
+                {
+                    "before_header": f.dest,
+                    "after_header": sources.get(f.dest, f.src or f.dest),
+                    "before": old or "",
+                    "after": new,
+                }
+            )
+            a = _after(f, b)
+            if b is not None and b.kind == "file" and (a.mode, a.user, a.group) != (b.mode, b.user, b.group):
+                out.append(_entry(f.dest, _attrs(b), _attrs(a)))
+            continue
+        out.append(_entry(f.dest, _describe(b, f.secret), _describe(_after(f, b), f.secret, f.size)))
     for f in p.remove:
         out.append(_entry(f.dest, _describe(p.before.get(f.dest), f.secret), "absent\n"))
     for d in p.mkdirs + p.dir_attrs:
@@ -841,6 +940,83 @@ def diff(p):
     for d in p.rmdirs:
         out.append(_entry(d.path, "directory\n", "absent\n"))
     return out
+
+
+# ---------------------------------------------------------------- failures
+
+_TIMEOUT_RE = re.compile(r"time(d)? ?out|not responding", re.I)
+_CLOSED_RE = re.compile(
+    r"connection (closed|reset|lost)|closed by remote|broken pipe|lost connection|connection to .* closed"
+    r"|kex_exchange|\beof\b|killed by signal|connection refused|failed to connect",
+    re.I,
+)
+_REFUSED_RE = re.compile(r"permission denied|no such file|not a directory|read-only file system", re.I)
+_FULL_RE = re.compile(r"no space left|disk full|quota exceeded|ENOSPC", re.I)
+
+
+def cleanup_command(paths, upload_dir):
+    """Remove a failed run's partial uploads, then say how much room upload_dir has (KiB)."""
+    return (
+        f"rm -rf {' '.join(q(x) for x in paths)}; "
+        f"df -Pk {q(upload_dir)} | awk 'NR == 2 {{print \"free=\" $4}}'; echo {OK_MARK}"
+    )
+
+
+def free_kib(output):
+    m = re.search(r"^free=(\d+)$", output or "", re.M)
+    return int(m.group(1)) if m else None
+
+
+def upload_failure(host, remote, error, needed, *, cleaned, free=None, after=""):
+    """The message of a failed upload: why (the node's upload_dir full, the connection timed
+    out, the connection closed), and what became of the partial upload. error: the
+    connection's error text; needed: bytes to upload; cleaned: the cleanup command ran (the
+    partial upload is gone); free: KiB free in upload_dir after the cleanup (None: unknown);
+    after: the error of the cleanup command when it failed too (ssh often says why only then:
+    sftp prints no reason, and a server-alive timeout is logged below LogLevel ERROR)."""
+    upload_dir = posixpath.dirname(remote)
+    error = " ".join(str(error).split())
+    after = " ".join(str(after or "").split())
+    words = re.sub(r"\S*/\S*", " ", error)  # paths say nothing of the cause (a dir named timeout)
+    if not any(r.search(words) for r in (_FULL_RE, _TIMEOUT_RE, _CLOSED_RE, _REFUSED_RE)) and after:
+        words = re.sub(r"\S*/\S*", " ", after)  # the node did not answer the cleanup either: why
+        error = f"{error} / then: {after}"
+    if _FULL_RE.search(words) or (free is not None and free * 1024 < needed):
+        why = f"the node's {upload_dir} is full" + (
+            f" ({free} KiB free, the upload needs {-(-needed // 1024)} KiB)" if free is not None else ""
+        )
+        fix = "free some room there or set upload_dir to a bigger directory"
+    elif _TIMEOUT_RE.search(words):
+        why, fix = "the connection timed out", "check the node's network and load, then rerun"
+    elif _CLOSED_RE.search(words):
+        why, fix = (
+            "the connection was closed",
+            "check that the node's ssh server and sftp/scp work, then rerun",
+        )
+    elif _REFUSED_RE.search(words):
+        why, fix = "the node refused the file", f"check that the login user can write {upload_dir}"
+    elif cleaned and free is not None:
+        # no reason given, yet the node answers and has room: the transfer's own channel ended
+        # (sftp prints nothing when its server dies)
+        why = "the connection was closed (the node's end of the transfer stopped; the node still answers)"
+        fix = "check that the node's sftp/scp server works, then rerun"
+    else:
+        why, fix = "the upload failed", "see the connection's error below"
+    left = (
+        "the partial upload was removed"
+        if cleaned
+        else f"the partial upload {remote} stays in the node's {upload_dir}; the next run removes it"
+    )
+    return f"{host}: uploading {needed} bytes to {remote} failed: {why}; {left}; {fix}. ({error[-1500:]})"
+
+
+def command_failure_cause(detail):
+    """What a node command's error output says, in a few words (or '')."""
+    if _FULL_RE.search(detail):
+        return ": a disk is full (no space left on the device)"
+    if _TIMEOUT_RE.search(detail):
+        return ": it timed out"
+    return ""
 
 
 def report(p, bytes_transferred=0, round_trips=0, transport=None):

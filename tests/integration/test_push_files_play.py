@@ -5,12 +5,15 @@ Python-less SSH nodes (a netns lab of the shared lab, tests/lab, through tests/h
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -220,7 +223,7 @@ def test_local_failed_put_changes_nothing(tmp_path, srcdir):
         "files": [{"src": str(srcdir) + "/", "dest": str(node)}],
     }
     res = r.play(args)["localhost"]
-    assert res["failed"] and "localhost: uploading to " in res["msg"]
+    assert res["failed"] and "localhost: uploading " in res["msg"] and " failed: " in res["msg"]
     assert os.listdir(node) == ["plugin0"] and read(node / "plugin0") == b"old"
 
 
@@ -241,23 +244,33 @@ def test_local_bad_input_names_host_value_and_expectation(tmp_path):
 def test_local_diff_and_secret_with_vvv(tmp_path):
     node = tmp_path / "node"
     node.mkdir()
-    (node / "plain").write_bytes(b"old plain\n")
+    (node / "plain").write_bytes(b"line 1\nold plain\nline 3\n")
+    (node / "bin").write_bytes(b"\x7fELF\x00old")
+    script = tmp_path / "script.sh"
+    script.write_bytes(b"#!/bin/sh\necho new\n")
     r = Runner(tmp_path)
     secret = "S3CR3T-" + os.urandom(8).hex()
     args = {
         "files": [
-            {"content": "new plain\n", "dest": f"{node}/plain"},
+            {"content": "line 1\nnew plain\nline 3\n", "dest": f"{node}/plain"},
             {"content": secret, "dest": f"{node}/token", "secret": True},
+            {"content": "\x00new", "dest": f"{node}/bin"},
+            {"src": str(script), "dest": f"{node}/script.sh"},
         ],
         "upload_dir": str(tmp_path),
     }
-    r.play(args, diff=True, extra=["-vvv"])
+    res = r.play(args, diff=True, extra=["-vvv"])["localhost"]
     out = r.output
-    assert f"--- before: {node}/plain" in out and f"+++ after: {node}/plain" in out
+    # text: a unified diff of the content, as copy/template show it
     assert (
-        f"-sha256: {sha(b'old plain' + bytes([10]))}" in out
-        and f"+sha256: {sha(b'new plain' + bytes([10]))}" in out
+        f"--- before: {node}/plain\n+++ after: {node}/plain\n"
+        "@@ -1,3 +1,3 @@\n line 1\n-old plain\n+new plain\n" in out
     )
+    assert f"+++ after: {script}\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo new\n" in out
+    # binary: size and sha256
+    assert f"-sha256: {sha(bytes([0x7F]) + b'ELF' + bytes([0]) + b'old')}\n-size: 8\n" in out
+    assert f"+sha256: {sha(bytes([0]) + b'new')}\n+size: 4\n" in out
+    assert res["round_trips"] == 5  # read, diff read, private upload directory, upload, finalize
     assert f"+++ after: {node}/token" in out and "+sha256: (secret)" in out
     assert secret not in out and sha(secret.encode()) not in out
     assert read(node / "token").decode() == secret
@@ -405,3 +418,125 @@ def test_ssh_killed_transfer_leaves_no_partial_file(target, tmp_path):
     assert sha(read(target.node_path(1, dest))) == sha(read(new))
     assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-")]
     assert not [n for n in os.listdir(target.node_path(1, "/tmp/kill")) if n.startswith(".xcm-")]
+
+
+def test_ssh_diff_of_a_text_file_reads_the_node(target, tmp_path):
+    r = ssh_runner(target, str(tmp_path))
+    files = [{"content": "a: 1\nb: 2\n", "dest": "/tmp/diff/conf.yml"}]
+    assert r.play({"files": files})["vm-001"]["changed"]
+    files[0]["content"] = "a: 1\nb: 3\n"
+    res = r.play({"files": files}, diff=True, check=True)["vm-001"]
+    assert res["changed"] and res["round_trips"] == 2, res  # read, diff read
+    assert (
+        "--- before: /tmp/diff/conf.yml\n+++ after: /tmp/diff/conf.yml\n"
+        "@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n" in r.output
+    )
+    assert read(target.node_path(1, "/tmp/diff/conf.yml")) == b"a: 1\nb: 2\n"  # check mode
+
+
+def _node_pids(target, k, comm):
+    out = subprocess.run(
+        ["ip", "netns", "pids", f"{target.name}-vm-{k:03d}"], capture_output=True, text=True, check=True
+    )
+    found = []
+    for pid in out.stdout.split():
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == comm:
+                found.append(int(pid))
+    return found
+
+
+def _upload_in_flight(target, r, args, node_dir, on_flight, *, rate="40mbit"):
+    """Run the play in a thread over a slowed link; when the node has >= 3 MB of the upload,
+    call on_flight(); return the play's result."""
+    subprocess.run(target.in_fabric(["tc", "qdisc", "add", "dev", target.port(1), "root", "tbf", "rate", rate,
+                                    "burst", "64kb", "latency", "500ms"]), check=True)  # fmt: skip
+    out = {}
+    th = threading.Thread(target=lambda: out.update(r.play(args)))
+    try:
+        th.start()
+        deadline, seen = time.time() + 60, 0
+        while time.time() < deadline and seen < 3_000_000:
+            ups = [n for n in os.listdir(node_dir) if n.startswith(".xcm-up.root.")]
+            seen = os.path.getsize(os.path.join(node_dir, ups[0])) if ups else 0
+            time.sleep(0.05)
+        assert seen >= 3_000_000, f"could not catch the upload in flight ({seen} bytes)"
+        on_flight()
+        th.join(120)
+    finally:
+        subprocess.run(target.in_fabric(["tc", "qdisc", "del", "dev", target.port(1), "root"]), check=False)
+    assert not th.is_alive()
+    return out["vm-001"]
+
+
+def test_ssh_upload_to_a_full_disk_says_so_and_removes_the_upload(target, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3_000_000))
+    target.ssh(1, "mkdir -p /tmp/full /tmp/fulldest && mount -t tmpfs -o size=1m xcm-full /tmp/full"
+                  " && mount -t tmpfs -o size=1m xcm-full /tmp/fulldest")  # fmt: skip
+    try:
+        r = ssh_runner(target, str(tmp_path))
+        res = r.play({"files": [{"src": str(big), "dest": "/tmp/fullkept/big"}], "upload_dir": "/tmp/full"})
+        res = res["vm-001"]
+        assert res["failed"] and "failed: the node's /tmp/full is full (" in res["msg"], res["msg"]
+        assert "the upload needs 2930 KiB); the partial upload was removed;" in res["msg"]
+        assert target.ssh(1, "ls -A /tmp/full").stdout == ""  # removed at once
+        assert not os.path.exists(target.node_path(1, "/tmp/fullkept/big"))
+        # the upload fits, the destination does not: the finalize step says so, cleans up
+        res = r.play({"files": [{"src": str(big), "dest": "/tmp/fulldest/big"}]})["vm-001"]
+        assert res["failed"] and "the finalize step failed on the node: a disk is full" in res["msg"], res
+        assert target.ssh(1, "ls -A /tmp/fulldest").stdout == ""
+        assert not [n for n in os.listdir(target.node_path(1, "/tmp")) if n.startswith(".xcm-up.")]
+    finally:
+        target.ssh(1, "umount /tmp/full /tmp/fulldest", check=False)
+
+
+def test_ssh_closed_connection_says_so_and_removes_the_upload(target, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(30_000_000))
+    r = ssh_runner(target, str(tmp_path))
+    node_tmp = target.node_path(1, "/tmp")
+
+    def kill_sftp_server():  # the node's end of the transfer dies; the ssh connection lives
+        pids = _node_pids(target, 1, "sftp-server")
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+    res = _upload_in_flight(target, r, {"files": [{"src": str(big), "dest": "/tmp/closed/big"}]}, node_tmp,
+                            kill_sftp_server)  # fmt: skip
+    assert res["failed"] and "failed: the connection was closed (" in res["msg"], res["msg"]
+    assert "; the partial upload was removed;" in res["msg"]
+    assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.")]
+    assert not os.path.exists(target.node_path(1, "/tmp/closed/big"))
+
+
+def test_ssh_timeout_says_so_and_the_next_run_removes_the_upload(target, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(30_000_000))
+    inv = target.inventory(
+        os.path.join(str(tmp_path), "inv-timeout"),
+        extra={"ansible_ssh_args": "'-o ControlMaster=no -o ServerAliveInterval=1 -o ServerAliveCountMax=3'",
+               "ansible_timeout": "3"},
+    )  # fmt: skip
+    r = Runner(str(tmp_path), hosts="xcluster", inventory=inv, wrap=target.wrap([]))
+    node_tmp = target.node_path(1, "/tmp")
+    args = {"files": [{"src": str(big), "dest": "/tmp/timeout/big"}]}
+
+    def blackhole():  # 1 byte/s to the node: nothing arrives, nothing is reset or closed
+        tbf = ["tc", "qdisc", "replace", "dev", target.port(1), "root", "tbf", "rate", "8bit", "burst",
+               "1600", "latency", "1ms"]  # fmt: skip
+        subprocess.run(target.in_fabric(tbf), check=True)
+
+    res = _upload_in_flight(target, r, args, node_tmp, blackhole)
+    assert (
+        res["failed"]
+        and "failed: the connection timed out; the partial upload /tmp/.xcm-up.root." in res["msg"]
+    ), res
+    assert "stays in the node's /tmp; the next run removes it" in res["msg"]
+    left = [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.")]
+    assert len(left) == 1
+    res = r.play(args)["vm-001"]  # the link is back
+    assert res["changed"] and [os.path.basename(c) for c in res["cleaned"]] == left
+    assert not [n for n in os.listdir(node_tmp) if n.startswith(".xcm-up.")]
+    assert sha(read(target.node_path(1, "/tmp/timeout/big"))) == sha(read(big))

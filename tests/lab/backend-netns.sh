@@ -13,7 +13,8 @@
 #     when it dies, the kernel kills everything else started on the node);
 #   - no Python: overlay whiteouts for every python* in the bin directories, for root's home
 #     (all of /root, e.g. /root/.pyenv) and for $LAB_HIDE (extra /usr paths, default the
-#     google-cloud-sdk tree that bundles its own Python).
+#     google-cloud-sdk tree that bundles its own Python). LAB_PYTHON=1 keeps the host's
+#     python* (for bench/run's peer case: stock modules need Python on the node).
 # The netns nodes share the host kernel (no ipvlan, vlan or dummy) and its GNU userland.
 
 LAB_HIDE=${LAB_HIDE:-/usr/lib/google-cloud-sdk}
@@ -88,8 +89,8 @@ _netns_template() {
 	chmod 600 "$up/root/.ssh/authorized_keys"
 	# /opt starts empty, as on a fresh VM.
 	for e in /opt/* /opt/.[!.]*; do _netns_whiteout "$up" "$e"; done
-	# No Python: every interpreter name in the bin directories, and $LAB_HIDE.
-	for e in /usr/bin/python* /usr/sbin/python* /usr/local/bin/python* /usr/local/sbin/python* \
+	# No Python: every interpreter name in the bin directories, and $LAB_HIDE (unless LAB_PYTHON=1).
+	[ "${LAB_PYTHON:-0}" = 1 ] || for e in /usr/bin/python* /usr/sbin/python* /usr/local/bin/python* /usr/local/sbin/python* \
 		/usr/libexec/python* /usr/bin/pydoc* /usr/bin/pip* /usr/local/bin/pip* $LAB_HIDE; do
 		case $e in /usr/*) _netns_whiteout "$up" "$e" ;; *) lab_die "LAB_HIDE='$e': expected paths under /usr" ;; esac
 	done

@@ -295,12 +295,121 @@ def test_diff_shows_checksums_and_modes_never_secrets():
         "before_header": "/a",
         "after_header": "/a",
         "before": f"sha256: {sha(b'old')}\nmode: 0644\nowner: root\ngroup: root\n",
-        "after": f"sha256: {sha(b'new')}\nmode: 0755\nowner: root\ngroup: root\n",
+        "after": f"sha256: {sha(b'new')}\nsize: 3\nmode: 0755\nowner: root\ngroup: root\n",
     }
     text = repr(d)
     assert "TOPSECRET" not in text and sha(b"TOPSECRET") not in text and sha(b"oldsecret") not in text
-    assert "sha256: (secret)" in d[1]["after"]
-    assert d[2]["before"].replace("0644", "0600") == d[2]["after"]
+    assert "sha256: (secret)" in d[1]["after"] and "size" not in d[1]["after"]
+    assert d[2]["before"].replace("0644", "0600") == d[2]["after"].replace(
+        "size: 1\n", ""
+    )  # no ident: no size
+
+
+@needs_busybox
+def test_diff_of_text_files_is_their_content_read_in_one_node_command(tmp_path):
+    node = tmp_path / "node d"  # a space in every path
+    node.mkdir()
+    (node / "a.conf").write_bytes(b"one\ntwo\n")
+    (node / "was-binary").write_bytes(b"\x7fELF\x00\x01\xff")
+    (node / "big").write_bytes(b"x\n" * 600)
+    (node / "token").write_bytes(b"OLDSECRET\n")
+    (node / "bin").write_bytes(b"old bin")
+    (node / "same").write_bytes(b"same\n")
+    src = tmp_path / "src.sh"
+    src.write_bytes(b"#!/bin/sh\necho new\n")
+    n = str(node)
+    files, _ = push.normalize(
+        H,
+        [
+            {"content": "one\nTWO\n", "dest": f"{n}/a.conf", "mode": "0600"},
+            {"content": "now text\n", "dest": f"{n}/was-binary"},
+            {"content": "y\n" * 600, "dest": f"{n}/big"},  # new and old over the limit
+            {"content": "NEWSECRET\n", "dest": f"{n}/token", "secret": True},
+            {"content": b"\x00\x01new bin", "dest": f"{n}/bin"},
+            {"src": str(src), "dest": f"{n}/new.sh"},  # not on the node yet
+            {"content": "same\n", "dest": f"{n}/same"},
+        ],
+    )
+    out = node_sh(push.state_command(files, [], []))
+    state, _ = push.parse_state(H, out.stdout, files, [])
+    p = push.plan(H, files, [], state)
+    after, fetch = push.diff_texts(p, 1000)
+    assert sorted(after) == [f"{n}/a.conf", f"{n}/new.sh", f"{n}/was-binary"]
+    assert fetch == [f"{n}/a.conf", f"{n}/was-binary"]  # new.sh: nothing on the node to read
+    out = subprocess.run(
+        [BUSYBOX, "sh", "-c", push.fetch_command(fetch, "::xcm-tok")], capture_output=True, check=True
+    )
+    # decoded as Ansible decodes a command's output (undecodable bytes as surrogates)
+    old = push.parse_fetch(H, out.stdout.decode("utf-8", "surrogateescape"), fetch, "::xcm-tok")
+    assert old == {f"{n}/a.conf": "one\ntwo\n", f"{n}/was-binary": None}  # NUL: binary
+    entries = push.diff(p, {k: (old.get(k), v) for k, v in after.items()})
+    d = {e["before_header"]: e for e in entries}
+    conf = [e for e in entries if e["before_header"] == f"{n}/a.conf"]
+    assert conf[0] == {
+        "before_header": f"{n}/a.conf",
+        "after_header": f"{n}/a.conf",
+        "before": "one\ntwo\n",
+        "after": "one\nTWO\n",
+    }
+    user = state[f"{n}/a.conf"].user
+    assert conf[1]["before"].startswith("mode: 0644\nowner: " + user) and conf[1]["after"].startswith(
+        "mode: 0600"
+    )
+    assert d[f"{n}/new.sh"]["before"] == "" and d[f"{n}/new.sh"]["after"] == "#!/bin/sh\necho new\n"
+    assert d[f"{n}/new.sh"]["after_header"] == str(src)
+    assert (
+        d[f"{n}/was-binary"]["before"].startswith("sha256: ")
+        and "size: 7\n" in d[f"{n}/was-binary"]["before"]
+    )
+    assert "size: 1200\n" in d[f"{n}/big"]["before"] and "size: 1200\n" in d[f"{n}/big"]["after"]
+    assert "size: 9\n" in d[f"{n}/bin"]["after"]  # the new binary's size
+    text = repr(d)
+    assert "SECRET" not in text and sha(b"NEWSECRET\n") not in text and sha(b"OLDSECRET\n") not in text
+    assert f"{n}/same" not in d
+    tty = out.stdout.decode("utf-8", "surrogateescape").replace("\n", "\r\n")  # ssh -tt: onlcr
+    assert push.parse_fetch(H, tty, fetch, "::xcm-tok") == old
+    with pytest.raises(push.PushError, match="vm-001: unexpected answer"):
+        push.parse_fetch(H, "::xcm-tok:\nx\n" + push.OK_MARK, fetch, "::xcm-tok")
+
+
+@pytest.mark.parametrize(
+    ("error", "free", "cleaned", "why", "left"),
+    [
+        ("sftp transfer failed: dest open failed: Failure", 512, True,
+         "the node's /tmp is full (512 KiB free, the upload needs 2930 KiB)", "was removed"),
+        ("scp: /tmp/x: No space left on device", None, False, "the node's /tmp is full",
+         "the partial upload /tmp/.xcm-up.root.t.tar stays in the node's /tmp; the next run removes it"),
+        ("Timeout, server 198.18.254.1 not responding.", None, False, "the connection timed out", "next run"),
+        ("Connection closed", 90000, True, "the connection was closed", "the partial upload was removed"),
+        ("sftp> put /c/timeout/big /tmp/x", 90000, True, "the connection was closed (the node's", "removed"),
+        ("sftp> put /c/big /tmp/x", None, False, "the upload failed", "the next run removes it"),
+        ('dest open "/tmp/x": Permission denied', 90000, True, "the node refused the file", "was removed"),
+    ],
+)  # fmt: skip
+def test_upload_failure_says_why_and_what_became_of_the_upload(error, free, cleaned, why, left):
+    up = "/tmp/.xcm-up.root.t.tar"
+    msg = push.upload_failure(H, up, error, 3_000_000, cleaned=cleaned, free=free)
+    if not cleaned:  # the cleanup's own failure says why when the upload's does not
+        after = "ssh: connect to host 198.18.254.1 port 22: Connection timed out"
+        later = push.upload_failure(H, up, "sftp> put /c/x /tmp/x", 3_000_000, cleaned=False, after=after)
+        assert "failed: the connection timed out; the partial upload /tmp/.xcm-up.root.t.tar stays" in later
+    assert msg.startswith("vm-001: uploading 3000000 bytes to /tmp/.xcm-up.root.t.tar failed: " + why)
+    assert left in msg and error in msg
+    assert push.free_kib("x\nfree=512\n" + push.OK_MARK) == 512 and push.free_kib("") is None
+
+
+@needs_busybox
+def test_cleanup_command_removes_the_uploads_and_reports_free_room(tmp_path):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / ".xcm-up.root.t.tar").write_bytes(b"partial")
+    out = node_sh(push.cleanup_command([str(up / ".xcm-up.root.t.tar")], str(up)))
+    assert out.returncode == 0 and push.OK_MARK in out.stdout
+    assert os.listdir(up) == [] and push.free_kib(out.stdout) > 0
+    assert push.command_failure_cause("tar: write error: No space left on device").startswith(
+        ": a disk is full"
+    )
+    assert push.command_failure_cause("mv: bad") == ""
 
 
 # ---------------------------------------------------------------- finalize, for real
@@ -669,3 +778,20 @@ def test_relative_src_not_found_names_host_and_item():
 
     with pytest.raises(push.PushError, match=r"^vm-001: files\[0\].src: .nope. was not found on the contr"):
         push.normalize(H, [{"src": "nope", "dest": "/a"}], find_source=find)
+
+
+def test_node_shell_lives_in_a_file_shellcheck_reads():
+    path = os.path.join(os.path.dirname(push.__file__), "push_record.sh")
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith("# shellcheck shell=sh\n") and "xr() {" in text
+    loaded = push.load_sh("push_record.sh")
+    assert loaded.startswith("xr() {") and not [
+        ln for ln in loaded.splitlines() if ln.lstrip().startswith("#")
+    ]
+    assert "\n$S\nXCM_EOF\n" in loaded and 'T="$T$f\n"\n' in loaded  # here-documents kept whole
+    assert loaded == push._RECORD_FN
+    with open(push.__file__) as f:
+        assert "xr() {" not in f.read()  # not restated in Python
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", "-s", "sh", path], check=True)
