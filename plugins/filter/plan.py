@@ -120,8 +120,12 @@ def _plan(data, op, **kw):
             return p.note(data, kw["role"], kw.get("notes"), kw.get("report"), host)
         if op == "summary":
             return p.summary(
-                data, host, kw["registry"], kw.get("switches") or {}, kw.get("selected") or {},
-                bool(kw.get("check_mode")),
+                data,
+                host,
+                kw["registry"],
+                kw.get("switches") or {},
+                kw.get("selected") or {},
+                check_mode=bool(kw.get("check_mode")),
             )
         if op == "remove":
             return p.remove_lists(data, kw["roles"], kw.get("keep_dirs") or (), host)

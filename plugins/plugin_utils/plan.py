@@ -145,11 +145,13 @@ def _grouped(files):
             dirs.append(d)
     for d in dirs:
         items = [f for f in files if re.match("^" + re.escape(d) + "/[^/]+$", f)]
-        out.append(d + "/{" + ",".join(i.rsplit("/", 1)[1] for i in items) + "}" if len(items) > 1 else items[0])
+        out.append(
+            d + "/{" + ",".join(i.rsplit("/", 1)[1] for i in items) + "}" if len(items) > 1 else items[0]
+        )
     return out
 
 
-def summary(plan, host, registry, switches, selected, check_mode=False):
+def summary(plan, host, registry, switches, selected, *, check_mode=False):
     """site.yml's summary of one host, one line per role of the registry."""
     lines = [f"{host}:"]
     for r in registry:
@@ -157,7 +159,11 @@ def summary(plan, host, registry, switches, selected, check_mode=False):
         if role not in plan:
             raw = switches.get(role, "auto")
             value = str(raw).lower() if raw is not None else "auto"
-            line = r.get("off", "not installed") if value == "auto" else f"not installed: xcluster_multus_{role} is {value}"
+            line = (
+                r.get("off", "not installed")
+                if value == "auto"
+                else f"not installed: xcluster_multus_{role} is {value}"
+            )
         elif not (selected.get(f"{role}_install") or selected.get(f"{role}_configure")):
             line = "not run (tags)"
         else:
@@ -167,8 +173,10 @@ def summary(plan, host, registry, switches, selected, check_mode=False):
             other = [re.sub("^CHANGED: ", "", c) for c in changed if not c.startswith("/")]
             verb = "would change" if check_mode else "changed"
             what = e.get("report", "")
-            line = f"{what} | " + ("unchanged" if not changed else f"{verb}: " + "; ".join(_grouped(files) + other))
-        lines.append("  %-15s %s" % (role, line))
+            line = f"{what} | " + (
+                "unchanged" if not changed else f"{verb}: " + "; ".join(_grouped(files) + other)
+            )
+        lines.append(f"  {role:<15} {line}")
     return lines
 
 
@@ -209,7 +217,9 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
             if int(ovl["index"]) != int(index):
                 wrong.append(ovl["index"])
         base_drop = set(ovl.get("base_drop") or []) if base_only else set()
-        files = [f for f in list(e.get("files") or []) + list(e.get("secrets") or []) if f["dest"] not in base_drop]
+        files = [
+            f for f in list(e.get("files") or []) + list(e.get("secrets") or []) if f["dest"] not in base_drop
+        ]
         sources.append({"name": role, "files": files, "directories": list(e.get("directories") or [])})
         drop += [d for d in ovl.get("drop") or [] if d not in drop]
         templates.update(ovl.get("templates") or {})
@@ -220,7 +230,8 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
         )
         raise PlanError(
             f"{host}: the overlay's .rc takes the node index from the host name ({index}), but this "
-            f"host's is {first} ({', '.join(index_vars)}); expected hosts named vm-NNN without explicit indexes"
+            f"host's is {first} ({', '.join(index_vars)}); "
+            "expected hosts named vm-NNN without explicit indexes"
         )
     return {"index": int(index), "sources": sources, "drop": drop, "templates": templates}
 

@@ -46,8 +46,11 @@ PLAN = {
         "/etc/cni/node-local/.index",
         dirs=["/etc/cni/node-local"],
         report="index 1, configs macvlan",
-        overlay={"index": 1, "index_vars": "node_local_index / node_local_index_pattern",
-                 "drop": ["/etc/cni/node-local/.index"]},
+        overlay={
+            "index": 1,
+            "index_vars": "node_local_index / node_local_index_pattern",
+            "drop": ["/etc/cni/node-local/.index"],
+        },
     ),
     "multus": entry(
         "/opt/cni/bin/multus",
@@ -67,7 +70,9 @@ def test_the_registry_is_the_one_list_of_roles():
     on_disk = sorted(d.name for d in (REPO / "roles").iterdir() if (d / "meta/argument_specs.yml").is_file())
     assert sorted(names) == on_disk  # every role of the collection is in the list, once
     for name in names:  # every role has the contract's entry points, declared
-        specs = yaml.safe_load((REPO / "roles" / name / "meta/argument_specs.yml").read_text())["argument_specs"]
+        specs = yaml.safe_load((REPO / "roles" / name / "meta/argument_specs.yml").read_text())[
+            "argument_specs"
+        ]
         for ep in ("main", "preflight", "files", "install", "configure", "uninstall"):
             assert ep in specs, (name, ep)
             assert specs[ep]["options"] == specs["main"]["options"], (name, ep)  # one spec, not a copy
@@ -80,9 +85,18 @@ def test_the_registry_is_the_one_list_of_roles():
     ("switches", "want"),
     [
         ({}, ["cni_plugins", "node_local", "multus", "multus_service"]),
-        ({"whereabouts": "true", "multus_service": "no"}, ["cni_plugins", "node_local", "multus", "whereabouts"]),
-        ({"whereabouts": True, "multus_service": False}, ["cni_plugins", "node_local", "multus", "whereabouts"]),
-        ({"whereabouts": "AUTO", "multus_service": "auto"}, ["cni_plugins", "node_local", "multus", "multus_service"]),
+        (
+            {"whereabouts": "true", "multus_service": "no"},
+            ["cni_plugins", "node_local", "multus", "whereabouts"],
+        ),
+        (
+            {"whereabouts": True, "multus_service": False},
+            ["cni_plugins", "node_local", "multus", "whereabouts"],
+        ),
+        (
+            {"whereabouts": "AUTO", "multus_service": "auto"},
+            ["cni_plugins", "node_local", "multus", "multus_service"],
+        ),
     ],
 )
 def test_host_roles_from_the_switches(switches, want):
@@ -90,16 +104,25 @@ def test_host_roles_from_the_switches(switches, want):
 
 
 def test_a_bad_switch_names_host_value_and_choices():
-    with pytest.raises(p.PlanError, match=r"host vm-002: xcluster_multus_whereabouts is 'maybe'; expected one of auto, true"):
+    with pytest.raises(
+        p.PlanError, match=r"host vm-002: xcluster_multus_whereabouts is 'maybe'; expected one of auto, true"
+    ):
         p.host_roles(REGISTRY, {"whereabouts": "maybe"}, "vm-002")
 
 
 def test_tagged():
     t = p.tagged(["multus", "node_local"], ["multus_configure"], [])
-    assert t == {"multus_install": False, "multus_configure": True, "node_local_install": False,
-                 "node_local_configure": False}
+    assert t == {
+        "multus_install": False,
+        "multus_configure": True,
+        "node_local_install": False,
+        "node_local_configure": False,
+    }
     assert all(p.tagged(["multus"], ["all"], []).values())
-    assert p.tagged(["multus"], ["all"], ["multus_install"]) == {"multus_install": False, "multus_configure": True}
+    assert p.tagged(["multus"], ["all"], ["multus_install"]) == {
+        "multus_install": False,
+        "multus_configure": True,
+    }
 
 
 def test_push_items_one_push_for_every_role_secrets_flagged():
@@ -125,7 +148,9 @@ def test_pushed_gives_each_role_what_changed_whoever_pushed():
     assert got["cni_plugins"]["changed"] == []
     assert "changed" not in PLAN["multus"]  # the input is not changed
     # the role alone: two pushes (files, then the secret), a skipped one counts as nothing
-    got = p.pushed(PLAN, [{"changed_files": []}, {"changed_files": ["/etc/kubernetes/kubeconfig.token"]}], ["multus"])
+    got = p.pushed(
+        PLAN, [{"changed_files": []}, {"changed_files": ["/etc/kubernetes/kubeconfig.token"]}], ["multus"]
+    )
     assert got["multus"]["changed"] == ["/etc/kubernetes/kubeconfig.token"]
     got = p.pushed(PLAN, {"skipped": True}, ["multus"])
     assert got["multus"]["changed"] == []
@@ -133,25 +158,44 @@ def test_pushed_gives_each_role_what_changed_whoever_pushed():
 
 def test_summary_reads_like_before():
     plan = p.pushed(
-        PLAN, {"changed_files": ["/opt/cni/bin/bridge", "/opt/cni/bin/host-local", "/etc/kubernetes/kubeconfig.token"]},
+        PLAN,
+        {
+            "changed_files": [
+                "/opt/cni/bin/bridge",
+                "/opt/cni/bin/host-local",
+                "/etc/kubernetes/kubeconfig.token",
+            ]
+        },
         ["cni_plugins", "node_local", "multus"],
     )
-    plan = p.note(plan, "multus", ["CHANGED: moved /etc/cni/net.d/10-bridge.conf"], report="3.9.3 (multus, thin), manifests applied")
+    plan = p.note(
+        plan,
+        "multus",
+        ["CHANGED: moved /etc/cni/net.d/10-bridge.conf"],
+        report="3.9.3 (multus, thin), manifests applied",
+    )
     roles = ["cni_plugins", "node_local", "multus"]
-    lines = p.summary(plan, "vm-001", REGISTRY, {"whereabouts": "auto", "multus_service": "false"},
-                      p.tagged(roles, ["all"], []))
+    lines = p.summary(
+        plan,
+        "vm-001",
+        REGISTRY,
+        {"whereabouts": "auto", "multus_service": "false"},
+        p.tagged(roles, ["all"], []),
+    )
     assert lines == [
         "vm-001:",
         "  cni_plugins     v1.0.1 | changed: /opt/cni/bin/{bridge,host-local}",
         "  node_local      index 1, configs macvlan | unchanged",
-        "  multus          3.9.3 (multus, thin), manifests applied | changed: /etc/kubernetes/kubeconfig.token;"
-        " moved /etc/cni/net.d/10-bridge.conf",
+        "  multus          3.9.3 (multus, thin), manifests applied | changed:"
+        " /etc/kubernetes/kubeconfig.token; moved /etc/cni/net.d/10-bridge.conf",
         "  whereabouts     not installed: no source configured",
         "  multus_service  not installed: xcluster_multus_multus_service is false",
     ]
     check = p.summary(plan, "vm-001", REGISTRY[:1], {}, {"cni_plugins_install": True}, check_mode=True)
     assert check[1] == "  cni_plugins     v1.0.1 | would change: /opt/cni/bin/{bridge,host-local}"
-    tags = p.summary(plan, "vm-001", REGISTRY[:1], {}, {"cni_plugins_install": False, "cni_plugins_configure": False})
+    tags = p.summary(
+        plan, "vm-001", REGISTRY[:1], {}, {"cni_plugins_install": False, "cni_plugins_configure": False}
+    )
     assert tags[1] == "  cni_plugins     not run (tags)"
 
 
@@ -177,8 +221,8 @@ def test_overlay_item():
     plan = dict(PLAN, multus=dict(PLAN["multus"], overlay={"index": 7, "index_vars": "multus_node_index"}))
     with pytest.raises(
         p.PlanError,
-        match=r"^vm-001: the overlay's .rc takes the node index from the host name \(1\), but this host's is 1 "
-        r"\(node_local_index / node_local_index_pattern, multus_node_index\); expected hosts named vm-NNN",
+        match=r"^vm-001: the overlay's .rc takes the node index from the host name \(1\), "
+        r"but this host's is 1 \(node_local_index / node_local_index_pattern, multus_node_index\); expected hosts named vm-NNN",
     ):
         p.overlay_item(plan, ["node_local", "multus"], 1, host="vm-001")
 
@@ -199,8 +243,14 @@ def test_daemon_script_is_shellcheck_clean():
 
 
 def _sh(*args):
-    return subprocess.run(["sh", "-s", "--", *args], stdin=DAEMON.open(), capture_output=True, text=True,
-                          check=False, timeout=60)
+    return subprocess.run(
+        ["sh", "-s", "--", *args],
+        stdin=DAEMON.open(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def _alive(pid):
@@ -220,7 +270,9 @@ def test_daemon_start_left_alone_restart_stop(tmp_path):
     args = (str(bin_), str(pidf), str(log))
     try:
         r = _sh("start", *args, "0", "0", "300")
-        assert r.returncode == 0 and "XCM-STARTED" in r.stdout and "XCM-ALIVE" in r.stdout, r.stdout + r.stderr
+        assert r.returncode == 0 and "XCM-STARTED" in r.stdout and "XCM-ALIVE" in r.stdout, (
+            r.stdout + r.stderr
+        )
         pid = int(pidf.read_text())
         assert _alive(pid) and pathlib.Path(f"/proc/{pid}/exe").resolve() == bin_.resolve()
         r = _sh("start", *args, "0", "0", "300")
