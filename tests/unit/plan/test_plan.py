@@ -7,6 +7,7 @@ uninstall lists, the overlay item; and the multus-service daemons' start/stop sc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -222,7 +223,8 @@ def test_overlay_item():
     with pytest.raises(
         p.PlanError,
         match=r"^vm-001: the overlay's .rc takes the node index from the host name \(1\), "
-        r"but this host's is 1 \(node_local_index / node_local_index_pattern, multus_node_index\); expected hosts named vm-NNN",
+        r"but this host's is 1 \(node_local_index / node_local_index_pattern, multus_node_index\); "
+        r"expected hosts named vm-NNN",
     ):
         p.overlay_item(plan, ["node_local", "multus"], 1, host="vm-001")
 
@@ -293,7 +295,5 @@ def test_daemon_start_left_alone_restart_stop(tmp_path):
     finally:
         for f in (pidf,):
             if f.exists():
-                try:
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(f.read_text()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
