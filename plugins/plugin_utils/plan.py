@@ -19,8 +19,9 @@ A role's entry, ``xcluster_multus_plan[<role>]``, set by the role's ``files`` en
                   ovl_setup None)
 
 The list of roles (the registry) exists once, in playbooks/vars/xcluster_multus.yml: one item
-per role, ``{name, auto, off}``; ``auto`` (default true) says whether the role is on when its
-switch ``xcluster_multus_<name>`` is auto, ``off`` what the summary says when it is not."""
+per role, ``{name, auto, not_installed}``; ``auto`` (default true) says whether the role is on
+when its switch ``xcluster_multus_<name>`` is auto, ``not_installed`` what the summary says when
+it is not."""
 
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ def summary(plan, host, registry, switches, selected, *, check_mode=False):
             raw = switches.get(role, "auto")
             value = str(raw).lower() if raw is not None else "auto"
             line = (
-                r.get("off", "not installed")
+                r.get("not_installed", "not installed")
                 if value == "auto"
                 else f"not installed: xcluster_multus_{role} is {value}"
             )

@@ -95,6 +95,7 @@ def lab():
         PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # messages on one line, unwrapped
         LAB="netns",
         LAB_PREFIX=f"xrc{os.getpid() % 100000}",
         LAB_NET="auto",
@@ -121,7 +122,7 @@ def _daemon(lab, name):
 def test_site_restarts_the_daemon_whose_binary_it_replaced(lab, tmp_path):
     clone = _gobuild_cases().make_tiny_clone(tmp_path / "clone")
     env = dict(lab.env, MSERVICE_DIR=str(clone))
-    args = ("-e", "multus_service_start=true")
+    args = ("-e", '{"multus_service_start": true}')
     out = lab.play("site.yml", *args, env=env)
     assert re.search(r"multus_service\s+.*started multus-service-controller; started multus-proxy", out), out[
         -4000:
@@ -215,9 +216,7 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
     env = dict(lab.env, ANSIBLE_CONFIG=str(co / "ansible.cfg"))
 
     out = lab.play("site.yml", cwd=co, env=env)
-    assert re.search(r"^\s+sixth\s+the sixth role \| changed: /etc/xcluster-sixth/sixth.txt", out, re.M), out[
-        -4000:
-    ]
+    assert re.search(r"\s+sixth\s+the sixth role \| changed: /etc/xcluster-sixth/sixth.txt", out), out[-4000:]
     assert lab.ssh("cat /etc/xcluster-sixth/sixth.txt") == "sixth\n"
 
     dest = tmp_path / "ovl.tar"

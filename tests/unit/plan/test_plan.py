@@ -24,8 +24,8 @@ REGISTRY = [
     {"name": "cni_plugins"},
     {"name": "node_local"},
     {"name": "multus"},
-    {"name": "whereabouts", "auto": "False", "off": "not installed: no source configured"},
-    {"name": "multus_service", "auto": "True", "off": "not installed: no clone configured"},
+    {"name": "whereabouts", "auto": "False", "not_installed": "not installed: no source configured"},
+    {"name": "multus_service", "auto": "True", "not_installed": "not installed: no clone configured"},
 ]
 
 
@@ -67,6 +67,8 @@ PLAN = {
 def test_the_registry_is_the_one_list_of_roles():
     vars_file = yaml.safe_load((REPO / "playbooks/vars/xcluster_multus.yml").read_text())
     names = p.role_names(vars_file["_xcm_registry"])
+    for r in vars_file["_xcm_registry"]:  # plain keys (YAML 1.1 reads a key `off` as false)
+        assert set(r) <= {"name", "auto", "not_installed"}, r
     assert names == ["cni_plugins", "node_local", "multus", "whereabouts", "multus_service"]
     on_disk = sorted(d.name for d in (REPO / "roles").iterdir() if (d / "meta/argument_specs.yml").is_file())
     assert sorted(names) == on_disk  # every role of the collection is in the list, once
