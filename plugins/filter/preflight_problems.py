@@ -15,7 +15,7 @@ description:
     role's preflight gives (its variables and what it found, such as the archive) and returns
     every problem found, each a sentence naming the value and what is expected. Types, choices
     and defaults are the role's argument spec's, checked at its entry point C(preflight).
-  - The role's preflight asserts the list is empty and shows C(host: problem; problem).
+  - "The role's preflight asserts the list is empty and shows C(host: problem; problem)."
 positional: role, host
 options:
   _input:
