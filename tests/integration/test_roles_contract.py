@@ -192,7 +192,7 @@ argument_specs:
   ansible.builtin.set_fact:
     xcluster_multus_plan: >-
       {{ xcluster_multus_plan | default({}) | combine({'sixth': {
-           'files': [{'content': sixth_text ~ '\\n', 'mode': '0644',
+           'files': [{'content': sixth_text, 'mode': '0644',
                       'dest': '/etc/xcluster-sixth/sixth.txt'}],
            'secrets': [], 'directories': [{'path': '/etc/xcluster-sixth', 'mode': '0755'}],
            'report': 'the sixth role'}}) }}
@@ -228,14 +228,14 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
 
     out = lab.play("site.yml", cwd=co, env=env)
     assert re.search(r"\s+sixth\s+the sixth role \| changed: /etc/xcluster-sixth/sixth.txt", out), out[-4000:]
-    assert lab.ssh("cat /etc/xcluster-sixth/sixth.txt") == "sixth\n"
+    assert lab.ssh("cat /etc/xcluster-sixth/sixth.txt") == "sixth"
 
     dest = tmp_path / "ovl.tar"
     lab.play("playbooks/ovl.yml", "-e", f"ovl_dest={dest}", cwd=co, env=env)
     with tarfile.open(dest) as t:
         names = t.getnames()
         assert "etc/xcluster-sixth/sixth.txt" in names, names
-        assert t.extractfile("etc/xcluster-sixth/sixth.txt").read() == b"sixth\n"
+        assert t.extractfile("etc/xcluster-sixth/sixth.txt").read() == b"sixth"
 
     out = lab.play("playbooks/uninstall.yml", cwd=co, env=env)
     assert "CHANGED: removed /etc/xcluster-sixth" in out
