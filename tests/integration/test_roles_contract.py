@@ -228,6 +228,7 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
 
     out = lab.play("site.yml", cwd=co, env=env)
     assert re.search(r"\s+sixth\s+the sixth role \| changed: /etc/xcluster-sixth/sixth.txt", out), out[-4000:]
+    assert "vm-001:\\n  cni_plugins " in out  # the summary: one line per role (json-escaped newlines)
     assert lab.ssh("cat /etc/xcluster-sixth/sixth.txt") == "sixth"
 
     dest = tmp_path / "ovl.tar"
