@@ -20,7 +20,7 @@
 #   etcd/, *.log, etcd.pid, kube-apiserver.pid
 # The namespaces default and kube-system get ServiceAccount `default` (no controller-manager
 # runs to make it; pods cannot be created without it). vm-001 (the control-plane node) gets the
-# lab's kubectl at /usr/local/bin/kubectl, like xcluster's VMs have one.
+# lab's kubectl at /usr/bin/kubectl, like xcluster's VMs have one.
 #
 # BINARIES: kube-apiserver and kubectl from tests/artifacts/build-all k8s (cached under
 # ~/.cache/xcluster-multus/go/k8s.io/kubernetes@VERSION; built on first use, ~8 min cold),
@@ -188,9 +188,10 @@ k8s_up() {
 		) &
 		pids+=($!)
 	done
+	# /usr/bin: in every PATH (dropbear's default has no /usr/local/bin).
 	(
-		lab_ssh "$(lab_node_name 1)" 'mkdir -p /usr/local/bin && cat >/usr/local/bin/kubectl.tmp &&
-			chmod 755 /usr/local/bin/kubectl.tmp && mv -f /usr/local/bin/kubectl.tmp /usr/local/bin/kubectl' \
+		lab_ssh "$(lab_node_name 1)" 'mkdir -p /usr/bin && cat >/usr/bin/kubectl.tmp &&
+			chmod 755 /usr/bin/kubectl.tmp && mv -f /usr/bin/kubectl.tmp /usr/bin/kubectl' \
 			<"$bin/kubectl" || lab_die "vm-001: could not install kubectl"
 	) &
 	pids+=($!)

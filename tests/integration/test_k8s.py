@@ -1,0 +1,144 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The collection against a real kube-apiserver: a netns lab of this module's own with the lab's
+control plane (LAB_K8S=1, tests/lab/k8s.sh: kube-apiserver + etcd beside the nodes, the token
+kubeconfig on every node, kubectl on vm-001), 2 nodes.
+
+1. site.yml in multus's default mode (multus_mode cluster_network, multus 3.9.3) applies the
+   NAD CRD, the NADs and the DaemonSet to the real server with kubectl on vm-001; the server
+   has them (server-side validation passed); the token never shows;
+2. a rerun reports nothing changed; --check applies nothing (an object deleted beforehand stays
+   deleted);
+3. playbooks/basic.yml in the default mode (basic_api=required): a Pod object per node, the
+   installed multus reads it and the NADs from the API, the pod's network-status is read back
+   from the API and matches the pod's interfaces, pings cross the nodes, DEL removes it all;
+4. the same with the thin multus 4.x (4.3.0).
+The namespace lab has no ipvlan (host kernel), so net1 is macvlan here; whereabouts over ipvlan
+needs LAB=vm. Needs root, the archives of tests/artifacts/build-all and its k8s target (built on
+first use by the lab), and etcd (scripts/install-deps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LABCMD = os.path.join(REPO, "tests", "lab", "lab")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
+ARCHIVES = [
+    "cni-plugins-linux-amd64-v1.0.1.tgz",
+    "multus-cni_3.9.3_linux_amd64.tar.gz",
+    "multus-cni_4.3.0_linux_amd64.tar.gz",
+]
+NODES = 2
+NADS = {"bridge", "ipvlan", "ipvlan2", "macvlan", "host-device"}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
+    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
+    env = dict(os.environ)
+    for k in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
+        env.pop(k, None)
+    env.update(
+        PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        LAB="netns",
+        LAB_PREFIX=f"k8si{os.getpid() % 100000}",
+        LAB_NET="auto",
+        LAB_NODES=str(NODES),
+        LAB_K8S="1",
+    )
+    state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
+    try:
+        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=1800, check=False)
+        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
+        with open(os.path.join(state, "k8s", "tokens.csv")) as f:
+            token = f.read().split(",")[0]
+        yield {"env": env, "inventory": os.path.join(state, "inventory.yml"), "token": token}
+    finally:
+        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
+
+
+def play(lab, playbook, *args, ok=True):
+    cmd = [
+        os.path.join(VENV_BIN, "ansible-playbook"),
+        "-i",
+        lab["inventory"],
+        playbook,
+        "-e",
+        f"@{LAB_VARS}",
+        *args,
+    ]
+    p = subprocess.run(
+        cmd, env=lab["env"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
+    )
+    out = p.stdout + p.stderr
+    assert (p.returncode == 0) == ok, out[-8000:]
+    assert lab["token"] not in out, "the kubeconfig's token showed in the output"
+    return out
+
+
+def kubectl(lab, *args):
+    p = subprocess.run(
+        [LABCMD, "kubectl", *args], env=lab["env"], capture_output=True, text=True, check=False
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def recap_changed(out):
+    return {
+        line.split()[0]: int(line.split("changed=")[1].split()[0])
+        for line in out.splitlines()
+        if "changed=" in line
+    }
+
+
+def test_site_applies_to_the_real_server(lab):
+    out = play(lab, "site.yml")
+    crd = json.loads(
+        kubectl(lab, "get", "crd", "network-attachment-definitions.k8s.cni.cncf.io", "-o", "json")
+    )
+    assert crd["spec"]["names"]["kind"] == "NetworkAttachmentDefinition"
+    nads = json.loads(kubectl(lab, "get", "network-attachment-definitions", "-A", "-o", "json"))["items"]
+    assert {n["metadata"]["name"] for n in nads} >= NADS, nads
+    cfg = {n["metadata"]["name"]: json.loads(n["spec"].get("config") or "{}") for n in nads}
+    assert cfg["macvlan"]["type"] == "macvlan" and cfg["ipvlan"]["ipam"]["type"] == "whereabouts"
+    ds = json.loads(kubectl(lab, "get", "daemonset", "-A", "-o", "json"))["items"]
+    assert [d["metadata"]["name"] for d in ds] == ["multus-alpine"], ds
+    assert "PLAY RECAP" in out
+
+
+def test_rerun_unchanged_and_check_applies_nothing(lab):
+    out = play(lab, "site.yml")
+    assert set(recap_changed(out).values()) == {0}, out[-4000:]
+    kubectl(lab, "delete", "network-attachment-definition", "host-device")
+    play(lab, "site.yml", "--check")
+    names = kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
+    assert "host-device" not in names, names
+    play(lab, "site.yml")
+    assert "host-device" in kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
+
+
+@pytest.mark.parametrize("version", ["3.9.3", "4.3.0"])
+def test_basic_in_the_default_mode(lab, version):
+    if version != "3.9.3":
+        play(lab, "site.yml", "-e", f"multus_version={version}")
+    out = play(lab, "playbooks/basic.yml", "-e", "basic_api=required", "-e", f"multus_version={version}")
+    assert "network-status from the API" in out, out[-4000:]
+    for n in range(1, NODES + 1):
+        assert f"vm-00{n} -> macvlan" in out
+    assert "LOST" not in out and "MISSING-IN-POD" not in out and "ADDRESSES-DIFFER" not in out
+    # DEL and the cleanup left no Pod object
+    assert kubectl(lab, "get", "pods", "-A", "-o", "name").strip() == ""
