@@ -12,7 +12,10 @@ kubeconfig on every node, kubectl on vm-001), 2 nodes.
 3. playbooks/basic.yml in the default mode (basic_api=required): a Pod object per node, the
    installed multus reads it and the NADs from the API, the pod's network-status is read back
    from the API and matches the pod's interfaces, pings cross the nodes, DEL removes it all;
-4. the same with the thin multus 4.x (4.3.0).
+4. the same with the thin multus 4.x (4.3.0);
+5. whereabouts (built by the role from a clone stand-in) allocates for real: the ipvlan NAD's
+   IPAM as the roles render it (dual-stack ipRanges), 40 concurrent ADDs across the nodes give
+   40 distinct addresses per family, each recorded in the API's IPPools; DEL frees them all.
 The namespace lab has no ipvlan (host kernel), so net1 is macvlan here; whereabouts over ipvlan
 needs LAB=vm. Needs root, the archives of tests/artifacts/build-all and its k8s target (built on
 first use by the lab), and etcd (scripts/install-deps).
@@ -41,7 +44,7 @@ NADS = {"bridge", "ipvlan", "ipvlan2", "macvlan", "host-device"}
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
@@ -60,6 +63,25 @@ def lab():
         LAB_K8S="1",
     )
     state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
+    gocache = os.path.join(CACHE, "go")
+    wb = os.path.join(str(tmp_path_factory.mktemp("k8s")), "whereabouts")
+    goenv = dict(
+        env,
+        PATH=os.pathsep.join([env["PATH"], "/usr/local/go/bin"]),
+        GOFLAGS="-modcacherw",
+        GOTOOLCHAIN="local",
+        GOMODCACHE=os.path.join(gocache, "modcache"),
+        GOCACHE=os.path.join(gocache, "build-cache"),
+    )
+    p = subprocess.run(
+        [os.path.join(REPO, "tests", "artifacts", "whereabouts-src"), wb],
+        env=goenv,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    env = dict(goenv, WHEREABOUTS_DIR=wb)
     try:
         p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=1800, check=False)
         assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
@@ -142,3 +164,60 @@ def test_basic_in_the_default_mode(lab, version):
     assert "LOST" not in out and "MISSING-IN-POD" not in out and "ADDRESSES-DIFFER" not in out
     # DEL and the cleanup left no Pod object
     assert kubectl(lab, "get", "pods", "-A", "-o", "name").strip() == ""
+
+
+WB_ADD = r"""
+cd /tmp && rm -rf xcm-wb && mkdir xcm-wb && cd xcm-wb || exit 1
+cat >conf
+for i in $(seq {first} {step} {last}); do
+  CNI_COMMAND={cmd} CNI_CONTAINERID=xcm-wb-$i CNI_NETNS=/proc/self/ns/net CNI_IFNAME=net1 \
+  CNI_PATH=/opt/cni/bin CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=xcm-wb-$i" \
+  /opt/cni/bin/whereabouts <conf >out.$i 2>err.$i &
+done
+wait
+for f in out.*; do printf '%s %s\n' "$f" "$(tr -d '\n' <$f)"; done
+cat err.* | head -n 20
+"""
+
+
+def whereabouts_on_nodes(lab, conf, cmd, total=40):
+    """CNI_COMMAND=cmd of whereabouts for pods 0..total-1, spread over the nodes, concurrently."""
+    procs = []
+    for n in range(1, NODES + 1):
+        script = WB_ADD.format(first=n - 1, step=NODES, last=total - 1, cmd=cmd)
+        procs.append(
+            subprocess.Popen(
+                [LABCMD, "ssh", str(n), script],
+                env=lab["env"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(json.dumps(conf), timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    return "".join(o for o, _e in outs)
+
+
+def test_whereabouts_allocates_40_concurrent(lab):
+    wb = json.loads(kubectl(lab, "get", "network-attachment-definition", "ipvlan", "-o", "json"))
+    conf = dict(json.loads(wb["spec"]["config"]), name="ipvlan")
+    assert conf["ipam"]["type"] == "whereabouts" and len(conf["ipam"]["ipRanges"]) == 2, conf
+    out = whereabouts_on_nodes(lab, conf, "ADD")
+    results = {}
+    for line in out.splitlines():
+        if line.startswith("out."):
+            name, _, body = line.partition(" ")
+            results[name] = json.loads(body) if body.strip() else None
+    assert len(results) == 40 and None not in results.values(), out[-3000:]
+    v4 = [ip["address"] for r in results.values() for ip in r["ips"] if ":" not in ip["address"]]
+    v6 = [ip["address"] for r in results.values() for ip in r["ips"] if ":" in ip["address"]]
+    assert len(v4) == len(set(v4)) == 40 and len(v6) == len(set(v6)) == 40, (v4, v6)
+    pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
+    recorded = {a["podref"] for p in pools for a in p["spec"].get("allocations", {}).values()}
+    assert recorded == {f"default/xcm-wb-{i}" for i in range(40)}, recorded
+    assert sum(len(p["spec"].get("allocations", {})) for p in pools) == 80
+    whereabouts_on_nodes(lab, conf, "DEL")
+    pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
+    assert [a for p in pools for a in p["spec"].get("allocations", {}).values()] == [], pools
