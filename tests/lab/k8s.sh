@@ -24,7 +24,8 @@
 #
 # BINARIES: kube-apiserver and kubectl from tests/artifacts/build-all k8s (cached under
 # ~/.cache/xcluster-multus/go/k8s.io/kubernetes@VERSION; built on first use, ~8 min cold),
-# or from $LAB_K8S_BIN (a directory holding both, e.g. release binaries); etcd from Debian's
+# or from $LAB_K8S_BIN (a directory holding both, e.g. release binaries, checked against the
+# sha256 pinned in $LAB_K8S_SHA256SUMS, default $LAB_K8S_BIN/SHA256SUMS); etcd from Debian's
 # etcd-server (scripts/install-deps) or $LAB_K8S_ETCD.
 #
 # STOPPING: by the recorded PIDs, each checked to still be the process started (its command
@@ -56,6 +57,18 @@ k8s_check() {
 	command -v "$etcd" >/dev/null ||
 		lab_die "LAB_K8S=1: etcd not found (Debian package etcd-server: scripts/install-deps; or LAB_K8S_ETCD=PATH)"
 	bin=$(k8s_bin_dir)
+	if [ -n "${LAB_K8S_BIN:-}" ]; then
+		# Given binaries (e.g. the release's from dl.k8s.io) are checked against the sha256 the
+		# user pins: LAB_K8S_SHA256SUMS (sha256sum format; default $LAB_K8S_BIN/SHA256SUMS).
+		local sums=${LAB_K8S_SHA256SUMS:-$LAB_K8S_BIN/SHA256SUMS} line f
+		[ -f "$sums" ] || lab_die "LAB_K8S_BIN=$LAB_K8S_BIN: no $sums (pin the binaries' sha256: 'HASH  kube-apiserver' lines)"
+		for f in kube-apiserver kubectl; do
+			[ -x "$bin/$f" ] || lab_die "LAB_K8S_BIN=$LAB_K8S_BIN: no executable $f there"
+			line=$(grep -E "^[0-9a-f]{64}  \*?$f\$" "$sums") || lab_die "$sums: no sha256 for $f"
+			[ "$(sha256sum <"$bin/$f" | cut -c1-64)" = "${line:0:64}" ] ||
+				lab_die "$bin/$f: sha256 $(sha256sum <"$bin/$f" | cut -c1-64) is not the pinned ${line:0:64} ($sums)"
+		done
+	fi
 	if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kubectl" ]; then
 		[ -z "${LAB_K8S_BIN:-}" ] || lab_die "LAB_K8S_BIN=$LAB_K8S_BIN: no kube-apiserver and kubectl there"
 		lab_log "LAB_K8S=1: building kube-apiserver and kubectl $K8S_VERSION once (about 8 min cold, cached in $bin)"
