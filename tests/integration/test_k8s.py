@@ -221,3 +221,77 @@ def test_whereabouts_allocates_40_concurrent(lab):
     whereabouts_on_nodes(lab, conf, "DEL")
     pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
     assert [a for p in pools for a in p["spec"].get("allocations", {}).values()] == [], pools
+
+
+FAIL_ADD = r"""
+ns=xcm-fail conf=/tmp/xcm-fail.conf bin=$(jq -r '.binDir + "/" + .type' /etc/cni/net.d/10-multus.conf)
+{setup}
+jq --arg k "$kc" '.kubeconfig = $k | .logToStderr = false | .logFile = "/var/log/xcm-fail.log"' \
+  /etc/cni/net.d/10-multus.conf >$conf
+ip netns add $ns
+export CNI_NETNS=/run/netns/$ns CNI_IFNAME=eth0 CNI_CONTAINERID=xcm-fail-cid CNI_PATH=/opt/cni/bin
+a="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"
+export CNI_ARGS="$a;K8S_POD_UID={uid};K8S_POD_INFRA_CONTAINER_ID=xcm-fail-cid"
+CNI_COMMAND=ADD timeout 120 $bin <$conf; rc=$?; echo; echo "ADD-RC=$rc"
+echo "LINKS=$(ip netns exec $ns ip -o link show | grep -cv ': lo:')"
+echo "LEASES=$(grep -rl xcm-fail-cid /var/lib/cni/networks 2>/dev/null | wc -l)"
+CNI_COMMAND=DEL $bin <$conf >/dev/null 2>&1
+ip netns del $ns; rm -f $conf /tmp/xcm-bad.kubeconfig
+"""
+
+
+def make_pod(lab, name, networks):
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": {"k8s.v1.cni.cncf.io/networks": networks},
+        },
+        "spec": {"nodeName": "vm-001", "containers": [{"name": "c", "image": "alpine"}]},
+    }
+    p = subprocess.run(
+        [LABCMD, "kubectl", "apply", "-f", "-"],
+        env=lab["env"],
+        input=json.dumps(pod),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    return kubectl(lab, "get", "pod", name, "-o", "jsonpath={.metadata.uid}")
+
+
+@pytest.mark.parametrize(
+    ("case", "networks", "setup", "expect"),
+    [
+        ("missing-nad", "macvlan,no-such-nad", "kc=/etc/kubernetes/kubeconfig.token", "no-such-nad"),
+        (
+            "wrong-token",
+            "macvlan",
+            "sed 's/token: .*/token: wrong-token/' /etc/kubernetes/kubeconfig.token >/tmp/xcm-bad.kubeconfig;"
+            " kc=/tmp/xcm-bad.kubeconfig",
+            "Unauthorized",
+        ),
+        (
+            "api-unreachable",
+            "macvlan",
+            "sed 's,\\(server: https://[^:]*\\):6443,\\1:6449,' /etc/kubernetes/kubeconfig.token"
+            " >/tmp/xcm-bad.kubeconfig; kc=/tmp/xcm-bad.kubeconfig",
+            "connection refused",
+        ),
+    ],
+)
+def test_failures_a_user_meets(lab, case, networks, setup, expect):
+    name = f"xcm-fail-{case}"
+    uid = make_pod(lab, name, networks)
+    script = FAIL_ADD.format(setup=setup, pod=name, uid=uid)
+    p = subprocess.run(
+        [LABCMD, "ssh", "1", script], env=lab["env"], capture_output=True, text=True, check=False
+    )
+    out = p.stdout + p.stderr
+    kubectl(lab, "delete", "pod", name, "--force", "--grace-period=0")
+    assert "ADD-RC=0" not in out and "ADD-RC=" in out, out
+    assert expect in out, out
+    assert "LINKS=0" in out and "LEASES=0" in out, out
