@@ -241,17 +241,26 @@ k8s_pids() {
 	return 0
 }
 
+# k8s_alive PID: the process exists and is not a zombie.
+k8s_alive() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
 k8s_down() {
 	local pid pids=() deadline
 	for pid in $(k8s_pids | sort -u); do
 		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
 	done
+	# TERM, then KILL after 10 s; gone = no process or a zombie (their parent, the lab command
+	# that started them, may be gone, and reaping is then init's business).
 	deadline=$((SECONDS + 10))
 	for pid in "${pids[@]}"; do
-		while kill -0 "$pid" 2>/dev/null; do
+		while k8s_alive "$pid"; do
 			if [ $SECONDS -ge $deadline ]; then
 				kill -KILL "$pid" 2>/dev/null || true
-				break
+				deadline=$((SECONDS + 5))
 			fi
 			sleep 0.1
 		done
