@@ -135,7 +135,7 @@ def test_site_applies_to_the_real_server(lab):
     assert crd["spec"]["names"]["kind"] == "NetworkAttachmentDefinition"
     nads = json.loads(kubectl(lab, "get", "network-attachment-definitions", "-A", "-o", "json"))["items"]
     assert {n["metadata"]["name"] for n in nads} >= NADS, nads
-    cfg = {n["metadata"]["name"]: json.loads(n["spec"].get("config") or "{}") for n in nads}
+    cfg = {n["metadata"]["name"]: json.loads(n.get("spec", {}).get("config") or "{}") for n in nads}
     assert cfg["macvlan"]["type"] == "macvlan" and cfg["ipvlan"]["ipam"]["type"] == "whereabouts"
     ds = json.loads(kubectl(lab, "get", "daemonset", "-A", "-o", "json"))["items"]
     assert [d["metadata"]["name"] for d in ds] == ["multus-alpine"], ds
