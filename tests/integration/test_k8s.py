@@ -153,30 +153,59 @@ def test_rerun_unchanged_and_check_applies_nothing(lab):
     assert "host-device" in kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
 
 
+BASIC_SAVE = """
+- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
+- name: Save each pod's network-status and pings
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Save them
+      ansible.builtin.copy:
+        dest: {out}
+        mode: "0644"
+        content: >-
+          {{{{ dict(groups['xcluster'] | zip(groups['xcluster'] | map('extract', hostvars, '_basic_pod')
+             | zip(groups['xcluster'] | map('extract', hostvars, '_basic_ping')
+                   | map(attribute='stdout_lines')))) | to_json }}}}
+"""
+
+
 @pytest.mark.parametrize("version", ["3.9.3", "4.3.0"])
-def test_basic_in_the_default_mode(lab, version):
+def test_basic_in_the_default_mode(lab, version, tmp_path):
     if version != "3.9.3":
         play(lab, "site.yml", "-e", f"multus_version={version}")
-    out = play(lab, "playbooks/basic.yml", "-e", "basic_api=required", "-e", f"multus_version={version}")
+    save = tmp_path / "basic.yml"
+    res = tmp_path / "basic.json"
+    save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
+    out = play(lab, str(save), "-e", "basic_api=required", "-e", f"multus_version={version}")
     assert "network-status from the API" in out, out[-4000:]
-    for n in range(1, NODES + 1):
-        assert f"vm-00{n} -> macvlan" in out
-    assert "LOST" not in out and "MISSING-IN-POD" not in out and "ADDRESSES-DIFFER" not in out
+    got = json.loads(res.read_text())
+    assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
+    for host, (pod, lines) in got.items():
+        # eth0 (the cluster network) + net1 macvlan + net2 host-device (no ipvlan in netns)
+        assert [i["ifname"] for i in pod] == ["eth0", "net1", "net2"], pod
+        assert [i["network"] for i in pod][1:] == ["macvlan", "host-device"], pod
+        assert all(i["present"] and i["match"] for i in pod), pod
+        assert {":" in a for a in pod[1]["ips"]} == {True, False}, pod  # IPv4 and IPv6
+        pings = [json.loads(p) for p in lines if p.strip().startswith("{")]
+        assert len(pings) == 2 * (NODES - 1) and all(p["ok"] for p in pings), (host, pings)
     # DEL and the cleanup left no Pod object
     assert kubectl(lab, "get", "pods", "-A", "-o", "name").strip() == ""
 
 
 WB_ADD = r"""
 cd /tmp && rm -rf xcm-wb && mkdir xcm-wb && cd xcm-wb || exit 1
+ip netns add xcm-wb 2>/dev/null
 cat >conf
 for i in $(seq {first} {step} {last}); do
-  CNI_COMMAND={cmd} CNI_CONTAINERID=xcm-wb-$i CNI_NETNS=/proc/self/ns/net CNI_IFNAME=net1 \
+  CNI_COMMAND={cmd} CNI_CONTAINERID=xcm-wb-$i CNI_NETNS=/run/netns/xcm-wb CNI_IFNAME=net1 \
   CNI_PATH=/opt/cni/bin CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=xcm-wb-$i" \
   /opt/cni/bin/whereabouts <conf >out.$i 2>err.$i &
 done
 wait
 for f in out.*; do printf '%s %s\n' "$f" "$(tr -d '\n' <$f)"; done
 cat err.* | head -n 20
+[ {cmd} = ADD ] || ip netns del xcm-wb
 """
 
 
