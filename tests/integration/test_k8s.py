@@ -40,6 +40,10 @@ ARCHIVES = [
     "multus-cni_4.3.0_linux_amd64.tar.gz",
 ]
 NODES = 2
+# XCM_K8S_LAB=vm runs the module on the VM lab (ipvlan works there: net1 is ipvlan over
+# whereabouts, allocated from the API's IPPools); netns by default.
+BACKEND = os.environ.get("XCM_K8S_LAB", "netns")
+VM = BACKEND == "vm"
 NADS = {"bridge", "ipvlan", "ipvlan2", "macvlan", "host-device"}
 
 
@@ -56,7 +60,8 @@ def lab(tmp_path_factory):
         PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
-        LAB="netns",
+        LAB=BACKEND,
+        LAB_SSH_TIMEOUT=os.environ.get("LAB_SSH_TIMEOUT", "400"),
         LAB_PREFIX=f"k8si{os.getpid() % 100000}",
         LAB_NET="auto",
         LAB_NODES=str(NODES),
@@ -177,18 +182,30 @@ def test_basic_in_the_default_mode(lab, version, tmp_path):
     save = tmp_path / "basic.yml"
     res = tmp_path / "basic.json"
     save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
-    out = play(lab, str(save), "-e", "basic_api=required", "-e", f"multus_version={version}")
+    ipvlan = "required" if VM else "auto"
+    out = play(
+        lab,
+        str(save),
+        "-e",
+        "basic_api=required",
+        "-e",
+        f"basic_ipvlan={ipvlan}",
+        "-e",
+        f"multus_version={version}",
+    )
     assert "network-status from the API" in out, out[-4000:]
     got = json.loads(res.read_text())
     assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
     for host, (pod, lines) in got.items():
-        # eth0 (the cluster network) + net1 macvlan + net2 host-device (no ipvlan in netns)
-        assert [i["ifname"] for i in pod] == ["eth0", "net1", "net2"], pod
-        assert [i["network"] for i in pod][1:] == ["macvlan", "host-device"], pod
+        # eth0 (the cluster network), then ipvlan (VMs only: whereabouts), macvlan, host-device
+        nets = (["ipvlan"] if VM else []) + ["macvlan", "host-device"]
+        assert [i["ifname"] for i in pod] == ["eth0"] + [f"net{n}" for n in range(1, len(nets) + 1)], pod
+        assert [i["network"] for i in pod][1:] == nets, pod
         assert all(i["present"] and i["match"] for i in pod), pod
-        assert {":" in a for a in pod[1]["ips"]} == {True, False}, pod  # IPv4 and IPv6
+        for i in pod[1:-1]:
+            assert {":" in a for a in i["ips"]} == {True, False}, pod  # IPv4 and IPv6
         pings = [json.loads(p) for p in lines if p.strip().startswith("{")]
-        assert len(pings) == 2 * (NODES - 1) and all(p["ok"] for p in pings), (host, pings)
+        assert len(pings) == 2 * (len(nets) - 1) * (NODES - 1) and all(p["ok"] for p in pings), (host, pings)
     # DEL and the cleanup left no Pod object
     assert kubectl(lab, "get", "pods", "-A", "-o", "name").strip() == ""
 
