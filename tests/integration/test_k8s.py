@@ -16,9 +16,11 @@ kubeconfig on every node, kubectl on vm-001), 2 nodes.
 5. whereabouts (built by the role from a clone stand-in) allocates for real: the ipvlan NAD's
    IPAM as the roles render it (dual-stack ipRanges), 40 concurrent ADDs across the nodes give
    40 distinct addresses per family, each recorded in the API's IPPools; DEL frees them all.
-The namespace lab has no ipvlan (host kernel), so net1 is macvlan here; whereabouts over ipvlan
-needs LAB=vm. Needs root, the archives of tests/artifacts/build-all and its k8s target (built on
-first use by the lab), and etcd (scripts/install-deps).
+The namespace lab has no ipvlan (host kernel), so net1 is macvlan there; `XCM_K8S_LAB=vm` runs
+the module on the VM lab, where net1 is ipvlan over whereabouts (addresses from the API's
+IPPools) and every ping goes over ipvlan and macvlan. Needs root, the archives of
+tests/artifacts/build-all and its k8s target (built on first use by the lab), and etcd
+(scripts/install-deps).
 """
 
 from __future__ import annotations
