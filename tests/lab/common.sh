@@ -74,6 +74,8 @@ lab_settings() {
 	LAB=${LAB:-netns}
 	LAB_NODES=${LAB_NODES:-4}
 	LAB_NET=${LAB_NET:-0}
+	LAB_K8S=${LAB_K8S:-0}
+	case $LAB_K8S in 0 | 1) ;; *) lab_die "LAB_K8S='$LAB_K8S': expected 0 or 1 (1: a real kube-apiserver, tests/lab/k8s.sh)" ;; esac
 	case $LAB in netns | vm) ;; *) lab_die "LAB='$LAB': expected netns or vm" ;; esac
 	[[ $LAB_PREFIX =~ ^[a-z][a-z0-9]{0,9}$ ]] ||
 		lab_die "LAB_PREFIX='$LAB_PREFIX': expected 1-10 characters [a-z0-9], starting with a letter"
@@ -342,7 +344,15 @@ EOF
     lab_prefix: $LAB_PREFIX
     lab_net: $LAB_NET
     lab_state_dir: $STATE
+    lab_k8s: $([ "$LAB_K8S" = 1 ] && echo true || echo false)
 EOF
+		if [ "$LAB_K8S" = 1 ]; then
+			cat <<EOF
+    lab_k8s_server: $(k8s_server)
+    lab_k8s_admin_kubeconfig: $K8S_DIR/admin.kubeconfig
+    lab_k8s_kubectl: $(k8s_bin_dir)/kubectl
+EOF
+		fi
 		lab_caps_yaml
 	} >"$STATE/inventory.yml"
 	ln -sfn "$LAB_DIR/group_vars" "$STATE/group_vars"
@@ -392,6 +402,7 @@ lab_up() {
 	start=$(date +%s.%N)
 	lab_common_check
 	backend_check
+	[ "$LAB_K8S" = 0 ] || k8s_check
 	mkdir -p "$LAB_STATE_DIR/.locks"
 	if [ -e "$STATE" ] || [ -e "/run/netns/$FABRIC" ]; then
 		lab_die "lab $LAB_PREFIX exists (state $STATE or namespace $FABRIC): run 'lab down' first"
@@ -404,7 +415,7 @@ lab_up() {
 	exec 8>"$LAB_STATE_DIR/.locks/.slots"
 	flock -w 60 8 || lab_die "could not take $LAB_STATE_DIR/.locks/.slots"
 	lab_pick_slot
-	printf 'LAB=%s\nLAB_NODES=%s\nLAB_NET=%s\n' "$LAB" "$LAB_NODES" "$LAB_NET" >"$STATE/lab.env"
+	printf 'LAB=%s\nLAB_NODES=%s\nLAB_NET=%s\nLAB_K8S=%s\n' "$LAB" "$LAB_NODES" "$LAB_NET" "$LAB_K8S" >"$STATE/lab.env"
 	lab_fabric_up
 	exec 8>&-
 	lab_crash_point fabric
@@ -415,6 +426,7 @@ lab_up() {
 	lab_ssh_config
 	lab_inventory
 	lab_wait_and_configure
+	[ "$LAB_K8S" = 0 ] || k8s_up
 	trap - EXIT
 	lab_log "up: $LAB_NODES nodes (LAB=$LAB, slot $LAB_NET) in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')s"
 	lab_log "inventory: $STATE/inventory.yml; ssh: ssh -F $STATE/ssh_config vm-001"
@@ -427,6 +439,7 @@ lab_down() {
 		return 0
 	fi
 	lab_close_control_masters
+	k8s_down
 	backend_down
 	lab_fabric_down
 	if [ -z "${LAB_KEEP_STATE:-}" ]; then
@@ -457,5 +470,6 @@ lab_status() {
 		printf '%s %s %s\n' "$name" "$(lab_mgmt4 "$n")" "$pidinfo"
 	done
 	if declare -F backend_status >/dev/null; then backend_status; fi
+	[ "$LAB_K8S" = 0 ] || k8s_status
 	return $rc
 }
