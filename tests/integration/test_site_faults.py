@@ -311,7 +311,10 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     two = ch[2]
     assert "etc/cni/net.d/10-bridge.conf" not in two, "vm-002's base config changed"
     assert "etc/cni/multus/net.d/bridge.conf" not in two and "var/lib/xcluster-multus/base.conf" not in two
-    assert two["etc/cni/net.d/10-multus.conf"] == ch[1]["etc/cni/net.d/10-multus.conf"]
+    # multus's config waits beside the activation; never active before the base config moved
+    assert "etc/cni/net.d/10-multus.conf" not in two
+    staged = "usr/lib/xcluster-multus/10-multus.conf"
+    assert two[staged] == ch[1][staged]
     assert not [k for k in two if ".xcm-" in k], sorted(two)
     bin1, bin2 = _bin(ch[1]), _bin(two)
     assert len(bin2) == 18 and bin2 == bin1, sorted(bin2)  # 16 plugins, node-local, multus-cni
@@ -330,8 +333,11 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     # a new install rewrites with the new file's inode and ctime, are as the first run left them)
     assert set(delta(after1[2], after2[2])) == {
         "etc/cni/net.d/10-bridge.conf",
+        "etc/cni/net.d/10-multus.conf",
         "etc/cni/multus/net.d/bridge.conf",
         "var/lib/xcluster-multus/base.conf",
+        "var/lib/xcluster-multus/base.path",
+        "var/lib/xcluster-multus/moved.path",
         "var/lib/xcluster-multus/links-up",
     } | {k for k in after2[2] if k.startswith("etc/cni/multus") and k not in after1[2]}
     ch = {n: delta(lab.fresh[n], after2[n]) for n in NODES}
