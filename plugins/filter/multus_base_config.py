@@ -39,7 +39,9 @@ options:
 EXAMPLES = r"""
 - name: The base config of this node
   ansible.builtin.set_fact:
-    _multus_base: "{{ _probe.stdout | xcluster.multus.multus_base_config(multus_conf_file, multus_base_conf, inventory_hostname) }}"
+    _multus_base: >-
+      {{ _probe.stdout | xcluster.multus.multus_base_config(multus_conf_file, multus_base_conf,
+                                                           inventory_hostname) }}
 """
 
 RETURN = r"""

@@ -36,7 +36,8 @@ options:
 EXAMPLES = r"""
 - name: Check the NADs
   ansible.builtin.set_fact:
-    _missing: "{{ _multus_manifests | xcluster.multus.multus_nad_plugins_check(_plugins, inventory_hostname) }}"
+    _missing: >-
+      {{ _multus_manifests | xcluster.multus.multus_nad_plugins_check(_plugins, inventory_hostname) }}
 """
 
 RETURN = r"""

@@ -467,7 +467,12 @@ def manifests(p, host=None):
     nets = example_networks(p, host)
     unknown = sorted(set(skip) - set(nets))
     if unknown:
-        _fail(host, "multus_nads_skip", skip, f"names of the example NADs ({', '.join(nets)}); {unknown} are not")
+        _fail(
+            host,
+            "multus_nads_skip",
+            skip,
+            f"names of the example NADs ({', '.join(nets)}); {unknown} are not",
+        )
     # ipvlan2 goes into ipvlan's file (xcluster's multus-crd-ipvlan.yaml holds both)
     file_of = {name: name for name in nets}
     file_of[p["nad_ipvlan2_name"]] = p["nad_ipvlan_name"]
@@ -490,7 +495,9 @@ def manifests(p, host=None):
             out.append(entry)
         entry["names"].append(name)
         entry["content"] += ("---\n" if entry["content"] else "") + doc
-    attached = [n for n in (p["nad_ipvlan_name"], p["nad_macvlan_name"], p["nad_host_device_name"]) if n not in skip]
+    attached = [
+        n for n in (p["nad_ipvlan_name"], p["nad_macvlan_name"], p["nad_host_device_name"]) if n not in skip
+    ]
     ds = daemonset(p, attached, host)
     out.append(
         {
@@ -562,7 +569,9 @@ def activate_script(body, settings, host=None):
     if values["BASE_CONF"] and not values["BASE_CONF"].endswith(CONF_EXTENSIONS):
         _fail(host, "multus_base_conf", values["BASE_CONF"], "a CNI config (*.conf, *.conflist or *.json)")
     if values["CONF_SRC"] == values["MULTUS_CONF"]:
-        _fail(host, "the staged multus config", values["CONF_SRC"], f"a path other than {values['MULTUS_CONF']}")
+        _fail(
+            host, "the staged multus config", values["CONF_SRC"], f"a path other than {values['MULTUS_CONF']}"
+        )
     block = "\n".join(f"{k}={shlex.quote(values[k])}" for k in _SETTINGS)
     head, rest = body.split(SETTINGS_BEGIN, 1)
     _old, tail = rest.split(SETTINGS_END, 1)
@@ -585,8 +594,8 @@ def base_config_probe(multus_conf, state_dir):
     net_dir = multus_conf.rsplit("/", 1)[0] or "/"
     q = shlex.quote
     return (
-        f"for f in {q(net_dir)}/*; do [ -f \"$f\" ] && printf '{BASE_MARK} file %s\\n' \"${{f##*/}}\"; done; "
-        f"m=$(cat {q(state_dir.rstrip('/') + '/moved.path')} 2>/dev/null) && [ -f \"$m\" ] && "
+        f'for f in {q(net_dir)}/*; do [ -f "$f" ] && printf \'{BASE_MARK} file %s\\n\' "${{f##*/}}"; done; '
+        f'm=$(cat {q(state_dir.rstrip("/") + "/moved.path")} 2>/dev/null) && [ -f "$m" ] && '
         f"printf '{BASE_MARK} moved %s\\n' \"$m\"; true"
     )
 
@@ -675,7 +684,9 @@ def rc_name(layout="auto"):
         return names[layout]
     if re.match(r"^[0-9A-Za-z_.-]+\.rc$", layout):
         return layout
-    raise MultusError(f"ovl_rc_name {layout!r} is invalid; expected auto, head, 2022 or a file name ending in .rc")
+    raise MultusError(
+        f"ovl_rc_name {layout!r} is invalid; expected auto, head, 2022 or a file name ending in .rc"
+    )
 
 
 # ------------------------------------------------------------- NADs and their plugins

@@ -48,10 +48,12 @@ ARCHIVES = os.path.join(CACHE, "archives")
 MULTUS = "multus-cni_3.9.3_linux_amd64.tar.gz"
 NODES = (1, 2, 3)
 TOKEN = "xcm-fault-token-c2VjcmV0LWZhdWx0cw"
-# every real run gets the multus kubeconfig (a secret) made from these
+# every real run gets the multus kubeconfig (a secret) made from these; no whereabouts in this
+# lab: the ipvlan NADs (whereabouts IPAM) are asked for explicitly (a case below checks the refusal)
 SECRET_VARS = {
     "multus_kubeconfig_server": "https://198.19.250.1:6443",
     "multus_kubeconfig_token": TOKEN,
+    "multus_nads_without_plugin": True,
 }
 KUBECONFIG = "etc/kubernetes/kubeconfig.token"
 
@@ -230,6 +232,12 @@ PREFLIGHT = {
         {},
         r"host vm-003 \(index 300\): \S+ is '198\.19\.300\.128/25'",
     ),
+    "nad-without-its-plugin": (
+        {},
+        {"multus_nads_without_plugin": False},
+        r"host vm-001: NAD ipvlan uses whereabouts; NAD ipvlan2 uses whereabouts, which is not installed.*"
+        r"SETUP=None.*multus_nads_skip.*multus_nads_without_plugin: true",
+    ),
     "multus-archive-checksum-mismatch": (
         {},
         "tampered",
@@ -244,6 +252,8 @@ def test_bad_input_fails_in_preflight_and_no_node_changes(lab, case):
     inventory = lab.variant(re.sub(r"\W", "", expect)[:20], **inv_change) if inv_change else None
     if configs == "tampered":
         extra = _tampered_multus(lab)
+    elif "multus_nads_without_plugin" in configs:
+        extra = configs
     elif configs:
         with open(os.path.join(REPO, "tests", "lab", "group_vars", "all", "node_local.yml")) as f:
             base = yaml.safe_load(f)

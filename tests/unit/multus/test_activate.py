@@ -16,7 +16,12 @@ import subprocess
 import uuid
 
 import pytest
-from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import activate_script
+from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import (
+    MultusError,
+    activate_script,
+    base_config,
+    base_config_probe,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 BODY = (REPO / "roles/multus/files/activate.sh").read_text()
@@ -160,7 +165,10 @@ def test_apply_moves_renames_keeps_original_and_sets_links_up(tmp_path, netns, s
     r = node.run(shell, "apply")
     assert r.returncode == 0, r.stderr
     assert "CHANGED" not in r.stdout
-    assert r.stdout.splitlines()[:2] == [f"OK: base config already at {node.moved}", f"OK: {node.conf} is multus's config"]
+    assert r.stdout.splitlines()[:2] == [
+        f"OK: base config already at {node.moved}",
+        f"OK: {node.conf} is multus's config",
+    ]
 
 
 def test_check_says_what_apply_would_do_and_changes_nothing(tmp_path, netns, shell):
@@ -253,8 +261,8 @@ def test_usage(tmp_path, netns, shell):
     assert r.returncode == 2 and "usage:" in r.stderr
 
 
-CONFLIST = """{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico","name":"k8s-pod-network-0",
-"ipam":{"type":"calico-ipam"}},{"type":"portmap","capabilities":{"portMappings":true}}]}"""
+CONFLIST = """{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico",
+"name":"k8s-pod-network-0","ipam":{"type":"calico-ipam"}},{"type":"portmap","capabilities":{"portMappings":true}}]}"""
 
 
 def test_any_primary_cni_conflist_moves_and_restores_byte_for_byte(tmp_path, netns, shell):
@@ -304,18 +312,15 @@ LISTINGS = [
 
 @pytest.mark.parametrize("names", LISTINGS)
 def test_the_python_rule_and_the_script_agree(tmp_path, netns, names):
-    from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import (
-        MultusError,
-        base_config,
-        base_config_probe,
-    )
-
     node = Node(tmp_path, netns, base_name="", links=())
     node.net_dir.mkdir(parents=True)
     for n in names:
         (node.net_dir / n).write_text(BASE)
     probe = subprocess.run(
-        ["sh", "-c", base_config_probe(str(node.conf), str(node.state))], capture_output=True, text=True, check=True
+        ["sh", "-c", base_config_probe(str(node.conf), str(node.state))],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     r = node.run("dash" if os.path.exists(SHELLS["dash"][0]) else "busybox", "check")
     try:
@@ -330,7 +335,10 @@ def test_the_python_rule_and_the_script_agree(tmp_path, netns, names):
     # after apply, the probe says where the moved copy is and nothing is left to move
     node.run("busybox" if os.path.exists(SHELLS["busybox"][0]) else "dash", "apply")
     probe = subprocess.run(
-        ["sh", "-c", base_config_probe(str(node.conf), str(node.state))], capture_output=True, text=True, check=True
+        ["sh", "-c", base_config_probe(str(node.conf), str(node.state))],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     got = base_config(probe, str(node.conf))
     assert got["moved"] and got["moved"].startswith(str(node.moved.parent))

@@ -22,6 +22,7 @@ from ansible_collections.xcluster.multus.plugins.filter import multus_flavour as
 from ansible_collections.xcluster.multus.plugins.filter import multus_manifests as f_manifests
 from ansible_collections.xcluster.multus.plugins.plugin_utils import multus as m
 from ansible_collections.xcluster.multus.plugins.plugin_utils import nodeindex as ni
+from ansible_collections.xcluster.multus.plugins.plugin_utils import ovl
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 DEFAULTS = yaml.safe_load((REPO / "roles/multus/defaults/main.yml").read_text())
@@ -242,7 +243,11 @@ def load(ms):
         docs = list(yaml.safe_load_all(x["content"]))
         assert [d["metadata"]["name"] for d in docs] == x["names"]
         for d in docs:
-            key = f"multus-crd-{d['metadata']['name']}.yaml" if d["kind"] == "NetworkAttachmentDefinition" else x["file"]
+            key = (
+                f"multus-crd-{d['metadata']['name']}.yaml"
+                if d["kind"] == "NetworkAttachmentDefinition"
+                else x["file"]
+            )
             out[key] = d
     return out
 
@@ -439,7 +444,9 @@ def test_activate_defaults_in_body_are_the_roles():
         {
             "base_conf": d["multus_base_conf"],
             "moved_dir": d["multus_conf_dir"],
-            "conf_src": d["multus_activate_path"].rsplit("/", 1)[0] + "/" + d["multus_conf_file"].rsplit("/", 1)[1],
+            "conf_src": d["multus_activate_path"].rsplit("/", 1)[0]
+            + "/"
+            + d["multus_conf_file"].rsplit("/", 1)[1],
             "multus_conf": d["multus_conf_file"],
             "base_name": d["multus_base_network_name"],
             "new_name": d["multus_cluster_network"],
@@ -585,15 +592,25 @@ def test_node_local_defaults_fix_the_overlap():
 
 
 def test_base_config_rule():
-    listing = "XCM-BASE file 99-loopback.conf\nXCM-BASE file 10-multus.conf\nXCM-BASE file 20-flannel.conflist\n"
+    listing = (
+        "XCM-BASE file 99-loopback.conf\nXCM-BASE file 10-multus.conf\nXCM-BASE file 20-flannel.conflist\n"
+    )
     conf = "/etc/cni/net.d/10-multus.conf"
     assert m.base_config(listing, conf) == {"path": "/etc/cni/net.d/20-flannel.conflist", "moved": None}
-    assert m.base_config(listing, conf, "/etc/cni/net.d/99-loopback.conf")["path"] == "/etc/cni/net.d/99-loopback.conf"
+    assert (
+        m.base_config(listing, conf, "/etc/cni/net.d/99-loopback.conf")["path"]
+        == "/etc/cni/net.d/99-loopback.conf"
+    )
     moved = "XCM-BASE file 10-multus.conf\nXCM-BASE moved /etc/cni/multus/net.d/bridge.conf\n"
     assert m.base_config(moved, conf) == {"path": None, "moved": "/etc/cni/multus/net.d/bridge.conf"}
-    with pytest.raises(m.MultusError, match=r"host vm-004: no base CNI config .* found 10-multus.conf, notes.txt in /etc/cni/net.d"):
+    with pytest.raises(
+        m.MultusError,
+        match=r"host vm-004: no base CNI config .* found 10-multus.conf, notes.txt in /etc/cni/net.d",
+    ):
         m.base_config("XCM-BASE file 10-multus.conf\nXCM-BASE file notes.txt\nnoise\n", conf, host="vm-004")
-    with pytest.raises(m.MultusError, match=r"expected /etc/cni/net.d/10-bridge.conf .*found 20-flannel.conflist"):
+    with pytest.raises(
+        m.MultusError, match=r"expected /etc/cni/net.d/10-bridge.conf .*found 20-flannel.conflist"
+    ):
         m.base_config("XCM-BASE file 20-flannel.conflist\n", conf, "/etc/cni/net.d/10-bridge.conf")
 
 
@@ -605,16 +622,15 @@ def test_boot_confs_give_both_modes_from_one_rendered_config():
     assert "clusterNetwork" not in d and "defaultNetworks" not in d
     assert d["delegates"][0]["ipam"]["ranges"][0][0]["subnet"] == "11.0.%.0/24"  # placeholders kept
     # the delegates variant, substituted at boot, is what the live push renders in mode delegates
-    from ansible_collections.xcluster.multus.plugins.plugin_utils.ovl import boot_subst
-
     live_d = m.multus_config(version="3.8", mode="delegates", delegates=DEFAULTS["multus_delegates"], index=7)
-    assert json.loads(boot_subst(json.dumps(d), 7)) == live_d
+    assert json.loads(ovl.boot_subst(json.dumps(d), 7)) == live_d
     with pytest.raises(m.MultusError, match="multus_delegates"):
         m.boot_confs(live, [], "bridge")
 
 
 @pytest.mark.parametrize(
-    ("layout", "name"), [("auto", "27multus.rc"), ("head", "27multus.rc"), ("2022", "25multus.rc"), ("30x.rc", "30x.rc")]
+    ("layout", "name"),
+    [("auto", "27multus.rc"), ("head", "27multus.rc"), ("2022", "25multus.rc"), ("30x.rc", "30x.rc")],
 )
 def test_rc_name_sorts_after_both_bridge_rcs(layout, name):
     assert m.rc_name(layout) == name
@@ -636,13 +652,21 @@ def test_no_nad_without_its_plugin():
         ("host-device", ["host-device"]),
     ]
     have = ["bridge", "host-local", "ipvlan", "macvlan", "host-device", "node-local", "multus-cni"]
-    with pytest.raises(m.MultusError, match=r"vm-001: NAD ipvlan uses whereabouts; NAD ipvlan2 uses whereabouts, which is not installed.*SETUP=None"):
+    with pytest.raises(
+        m.MultusError,
+        match=r"vm-001: NAD ipvlan uses whereabouts; NAD ipvlan2 uses whereabouts, which is not installed"
+        r".*SETUP=None",
+    ):
         m.missing_nad_plugins(ms, have, "vm-001")
-    assert m.missing_nad_plugins(ms, have, allow=True) == [("ipvlan", ["whereabouts"]), ("ipvlan2", ["whereabouts"])]
+    assert m.missing_nad_plugins(ms, have, allow=True) == [
+        ("ipvlan", ["whereabouts"]),
+        ("ipvlan2", ["whereabouts"]),
+    ]
     assert m.missing_nad_plugins(ms, have + ["whereabouts"]) == []
     skipped = manifests_filter(manifest_settings(nads_skip=["ipvlan", "ipvlan2"]))
     assert [x["file"] for x in skipped] == [
-        "multus-crd.yaml", "multus-crd-bridge.yaml", "multus-crd-macvlan.yaml", "multus-crd-host-device.yaml", "multus-alpine.yaml"
+        "multus-crd.yaml", "multus-crd-bridge.yaml", "multus-crd-macvlan.yaml", "multus-crd-host-device.yaml",
+        "multus-alpine.yaml",
     ]  # fmt: skip
     assert m.missing_nad_plugins(skipped, have) == []
     ds = load(skipped)["multus-alpine.yaml"]
