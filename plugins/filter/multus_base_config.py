@@ -12,7 +12,7 @@ version_added: "0.2.0"
 short_description: The base CNI config multus will wrap on a node
 description:
   - From the output of one raw read of the node (the listing of the directory of
-    C(10-multus.conf), and the activation's record), the config the activation will move: the
+    C(10-multus.conf), and the activation's record), the config the activation will move, the
     given one, or the one the runtime would pick (the first C(*.conf), C(*.conflist) or
     C(*.json) by name, multus's own excluded). The activation script applies the same rule.
   - A node with neither a base config nor an earlier activation is an error naming the host,
