@@ -69,9 +69,6 @@ net_name() {
 	fi
 }
 
-# Names are [A-Za-z0-9_.-] (the role checks), so only '.' needs escaping in a regular expression.
-esc() { printf '%s' "$1" | sed 's/[.]/\\./g'; }
-
 # The base config apply would move (empty: none).
 find_base() {
 	if [ -n "$BASE_CONF" ]; then
@@ -103,9 +100,17 @@ move_base() {
 		err "cannot keep the original $base in $STATE_DIR"
 		return 1
 	fi
-	# Only the first "name" member is renamed (the network's; a plugin of a list keeps its own).
-	if ! { awk -v re="\"name\"[[:space:]]*:[[:space:]]*\"$(esc "$name")\"" -v to="\"name\": \"$NEW_NAME\"" \
-		'!done && sub(re, to) { done = 1 } { print }' "$SAVED" >"$moved.tmp" &&
+	# Only the first "name" member with this value is renamed (the network's; a plugin of a list
+	# keeps its own); the name is matched literally.
+	if ! { awk -v n="$name" -v to="$NEW_NAME" '
+		!done && match($0, /"name"[[:space:]]*:[[:space:]]*"/) {
+			rest = substr($0, RSTART + RLENGTH)
+			if (index(rest, n "\"") == 1) {
+				$0 = substr($0, 1, RSTART - 1) "\"name\": \"" to "\"" substr(rest, length(n) + 2)
+				done = 1
+			}
+		}
+		{ print }' "$SAVED" >"$moved.tmp" &&
 		chmod 0644 "$moved.tmp" && mv -f "$moved.tmp" "$moved"; }; then
 		rm -f "$moved.tmp"
 		err "cannot write $moved"

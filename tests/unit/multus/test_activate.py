@@ -342,3 +342,18 @@ def test_the_python_rule_and_the_script_agree(tmp_path, netns, names):
     ).stdout
     got = base_config(probe, str(node.conf))
     assert got["moved"] and got["moved"].startswith(str(node.moved.parent))
+
+
+@pytest.mark.skipif(not shutil.which("jq"), reason="the network name is read with jq when the node has it")
+def test_only_the_networks_name_is_renamed_literally(tmp_path, netns, shell):
+    node = Node(tmp_path, netns, base_name="")
+    node.net_dir.mkdir(parents=True)
+    base = node.net_dir / "10-x.conflist"
+    base.write_text(
+        '{\n  "plugins": [{"type": "bridge", "name": "cniAx"}],\n'
+        '  "name": "cni.x",\n  "cniVersion": "0.4.0"\n}\n'
+    )
+    r = node.run(shell, "apply")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(node.moved.with_suffix(".conflist").read_text())
+    assert doc["name"] == "bridge" and doc["plugins"][0]["name"] == "cniAx"  # '.' matched literally
