@@ -227,7 +227,7 @@ def test_ovl_tar_contract(ctx):
     assert "etc/cni/node-local/.index" not in members
     # never an active multus config in the archive: the rc writes it after moving the base config
     active = (".conf", ".conflist", ".json")
-    assert not [n for n in members if n.startswith("etc/cni/net.d/") and n.endswith(active)]
+    assert not [n for n in members if os.path.dirname(n) == "etc/cni/net.d" and n.endswith(active)]
     assert not {"bin", "etc", "opt", "usr", "etc/cni", "opt/cni/bin"} & set(members)
     assert {m.uid for m in members.values()} == {0} and {m.mtime for m in members.values()} == {int(EPOCH)}
 
