@@ -41,6 +41,7 @@ ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.
 NODES = (1, 2)
 RC = "etc/init.d/27multus.rc"
 PROFILE = "etc/profile"
+VARIANTS = ["usr/lib/xcluster-multus/10-multus.conf." + m for m in ("cluster_network", "delegates")]
 TOKEN = "lab-token-c2VjcmV0LWluLXRoZS1sYWI"  # the lab's whereabouts kubeconfig (group_vars)
 EPOCH = "1700000000"
 RECORDS = "var/lib/xcluster-multus/push"  # push_files' records (its state_dir)
@@ -270,6 +271,8 @@ def test_overlay_gives_the_files_of_the_live_push(ctx):
         assert {v[:2] for v in records.values()} == {("f", 0o600), ("d", 0o700)}
         assert da[n].pop(RC)[1][:2] == ("f", 0o755)  # the overlay's boot script: its one extra file
         assert da[n].pop(PROFILE)[1][0] == "f"  # and CNI_INFO=multus+bridge in /etc/profile, as xcluster's
+        for variant in VARIANTS:  # and both 10-multus.conf variants (DELEGATES picks one at boot)
+            assert da[n].pop(variant)[1][:2] == ("f", 0o644)
         assert "CNI_INFO=multus+bridge\n" in a.ssh(n, "cat /etc/profile")
         assert da[n] == db[n], f"vm-00{n}: overlay vs live: {set(da[n].items()) ^ set(db[n].items())}"
         d = db[n]
@@ -285,7 +288,9 @@ def test_overlay_gives_the_files_of_the_live_push(ctx):
     again = a.unpack_overlay(ctx["archive"])  # the .rc again: nothing more to do
     for n in NODES:
         assert "CHANGED" not in again[n] and "OK: base config already at" in again[n], again[n]
-    assert {n: {k: v for k, v in d.items() if k not in (RC, PROFILE)} for n, d in a.changes().items()} == da
+    assert {
+        n: {k: v for k, v in d.items() if k not in (RC, PROFILE, *VARIANTS)} for n, d in a.changes().items()
+    } == da
 
 
 def test_uninstall_gives_the_fresh_tree_back(ctx):

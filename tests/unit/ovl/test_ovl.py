@@ -385,6 +385,7 @@ def test_rc_substitutes_as_the_python_rule(tmp_path_factory, shell, text, index)
         (False, "DELEGATES=yes\n", "delegates"),
         (True, "DELEGATES=no\n", "cluster_network"),
         (True, "# nothing\n", "delegates"),
+        (False, "for i in 1 2; do :; done\nunset i\nprofile=/nowhere\nme=x\nPATH=/nowhere\n", "cluster_network"),
     ],
 )
 def test_rc_takes_delegates_from_the_profile_at_boot(tmp_path, built_delegates, profile, mode):
@@ -392,6 +393,7 @@ def test_rc_takes_delegates_from_the_profile_at_boot(tmp_path, built_delegates, 
     p = run_rc("dash", rc, "vm-002")
     assert p.returncode == 0, p.stderr
     assert f"multus config with {mode}" in p.stdout
+    assert (tmp_path / "node-local/.index").read_text() == "2\n"  # whatever the profile does with i
     want = ovl.boot_subst(CONF, 2) if mode == "delegates" else CONF_CN
     assert (tmp_path / "10-multus.conf").read_text() == want
     prof = (tmp_path / "profile").read_text()
