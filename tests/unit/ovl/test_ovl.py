@@ -385,7 +385,11 @@ def test_rc_substitutes_as_the_python_rule(tmp_path_factory, shell, text, index)
         (False, "DELEGATES=yes\n", "delegates"),
         (True, "DELEGATES=no\n", "cluster_network"),
         (True, "# nothing\n", "delegates"),
-        (False, "for i in 1 2; do :; done\nunset i\nprofile=/nowhere\nme=x\nPATH=/nowhere\n", "cluster_network"),
+        (
+            False,
+            "for i in 1 2; do :; done\nunset i\nprofile=/nowhere\nme=x\nPATH=/nowhere\n",
+            "cluster_network",
+        ),
     ],
 )
 def test_rc_takes_delegates_from_the_profile_at_boot(tmp_path, built_delegates, profile, mode):
