@@ -23,8 +23,10 @@ options:
     required: true
   settings:
     description:
-      - A dict with C(base_conf) (the base CNI config), C(moved_conf) (where it goes), C(base_name)
-        (its network's name), C(new_name) (the name it gets), C(links) (list of links to set up),
+      - A dict with C(multus_conf) (the active C(10-multus.conf)), C(conf_src) (where it waits
+        until the base config is moved), C(moved_dir) (multus's confDir), C(base_conf) (the base
+        CNI config; empty for the first config by name), C(base_name) (its network's name, empty
+        for any), C(new_name) (the name it gets), C(links) (list of links to set up),
         C(state_dir) (where the original is kept for C(restore)).
     type: dict
     required: true

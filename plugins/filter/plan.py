@@ -22,7 +22,9 @@ description:
     O(results) of push_files, O(roles): each role's C(changed)), C(note) (input: the plan;
     O(role), O(notes), O(report)), C(summary) (input: the plan; the summary lines of O(host)),
     C(remove) (input: the plan; what uninstall removes), C(overlay) (input: the plan; this host's
-    overlay item), C(secret) (input: the plan; whether a secret is among the roles' files)."
+    overlay item), C(secret) (input: the plan; whether a secret is among the roles' files),
+    C(nad_check) (input: the plan; no example NAD of the multus role whose plugin O(roles) do not
+    put in O(bin_dir), unless O(allow); the NADs missing a plugin)."
 positional: op
 options:
   _input:
@@ -33,7 +35,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [roles, host_roles, tagged, push, pushed, note, summary, remove, overlay, secret]
+    choices: [roles, host_roles, tagged, push, pushed, note, summary, remove, overlay, secret, nad_check]
   roles:
     description: The role names the operation is about, in order.
     type: list
@@ -77,7 +79,17 @@ options:
     description: The node index the overlay's .rc takes from the host name (op overlay).
     type: int
   base_only:
-    description: ovl_setup None (op overlay).
+    description: ovl_setup None (ops overlay, nad_check).
+    type: bool
+    default: false
+  bin_dir:
+    description: The CNI plugin directory on the nodes (op nad_check).
+    type: str
+  manifest_dir:
+    description: Where the multus role's manifests go (op nad_check).
+    type: str
+  allow:
+    description: Return the NADs missing a plugin instead of failing (op nad_check).
     type: bool
     default: false
   check_mode:
@@ -133,6 +145,16 @@ def _plan(data, op, **kw):
             return p.overlay_item(data, kw["roles"], kw["index"], bool(kw.get("base_only")), host)
         if op == "secret":
             return p.secret(data, kw.get("roles"))
+        if op == "nad_check":
+            return p.nad_check(
+                data,
+                kw["roles"],
+                kw["bin_dir"],
+                kw["manifest_dir"],
+                bool(kw.get("allow")),
+                bool(kw.get("base_only")),
+                host,
+            )
     except p.PlanError as exc:
         raise AnsibleFilterError(f"plan {op}: {exc}") from exc
     except KeyError as exc:

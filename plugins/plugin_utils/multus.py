@@ -440,41 +440,71 @@ def manifest_file(kind, name=None):
 
 
 def manifests(p, host=None):
-    """Every manifest: a list of {file, kind, name, namespace, content (YAML text)} in apply order.
+    """Every manifest file: a list of {file, kind, name, names, namespace, content (YAML text)}
+    in apply order, at xcluster's paths (multus_manifest_dir, /etc/kubernetes/multus):
 
-    The CRD first, then the NADs (bridge, ipvlan, ipvlan2, macvlan, host-device), then the
-    DaemonSet attached to ipvlan, macvlan and host-device.
+    multus-crd.yaml (the CRD), multus-crd-<nad>.yaml for bridge, ipvlan (the ipvlan AND ipvlan2
+    NADs, two YAML documents, as xcluster's), macvlan and host-device, then the DaemonSet
+    (multus-alpine.yaml) attached to ipvlan, macvlan and host-device. ``nads_skip`` (optional):
+    NAD names left out (and off the DaemonSet's networks). ``name`` is a file's first object.
     """
     if not isinstance(p, dict):
         _fail(host, "the manifest settings", p, "a dict")
     p = plain(p)
+    skip = p.get("nads_skip") or []
+    if not isinstance(skip, list) or not all(isinstance(n, str) for n in skip):
+        _fail(host, "multus_nads_skip", skip, "a list of NAD names")
     out = [
         {
             "file": manifest_file("crd"),
             "kind": "CustomResourceDefinition",
             "name": CRD_NAME,
+            "names": [CRD_NAME],
             "namespace": None,
         }
     ]
     out[0]["content"] = _yaml(nad_crd())
     nets = example_networks(p, host)
+    unknown = sorted(set(skip) - set(nets))
+    if unknown:
+        _fail(
+            host,
+            "multus_nads_skip",
+            skip,
+            f"names of the example NADs ({', '.join(nets)}); {unknown} are not",
+        )
+    # ipvlan2 goes into ipvlan's file (xcluster's multus-crd-ipvlan.yaml holds both)
+    file_of = {name: name for name in nets}
+    file_of[p["nad_ipvlan2_name"]] = p["nad_ipvlan_name"]
+    by_file = {}
     for name, (namespace, config) in nets.items():
-        out.append(
-            {
-                "file": manifest_file("nad", name),
+        if name in skip:
+            continue
+        fname = manifest_file("nad", file_of[name])
+        entry = by_file.get(fname)
+        doc = _yaml(nad(name, namespace, config))
+        if entry is None:
+            entry = by_file[fname] = {
+                "file": fname,
                 "kind": "NetworkAttachmentDefinition",
                 "name": name,
+                "names": [],
                 "namespace": namespace,
-                "content": _yaml(nad(name, namespace, config)),
+                "content": "",
             }
-        )
-    attached = [p["nad_ipvlan_name"], p["nad_macvlan_name"], p["nad_host_device_name"]]
+            out.append(entry)
+        entry["names"].append(name)
+        entry["content"] += ("---\n" if entry["content"] else "") + doc
+    attached = [
+        n for n in (p["nad_ipvlan_name"], p["nad_macvlan_name"], p["nad_host_device_name"]) if n not in skip
+    ]
     ds = daemonset(p, attached, host)
     out.append(
         {
             "file": manifest_file("daemonset", ds["metadata"]["name"]),
             "kind": "DaemonSet",
             "name": ds["metadata"]["name"],
+            "names": [ds["metadata"]["name"]],
             "namespace": ds["metadata"]["namespace"],
             "content": _yaml(ds),
         }
@@ -486,14 +516,26 @@ def manifests(p, host=None):
 
 SETTINGS_BEGIN = "# --- settings (rendered by the role xcluster.multus.multus) ---"
 SETTINGS_END = "# --- end of settings ---"
-_SETTINGS = ("BASE_CONF", "MOVED_CONF", "BASE_NAME", "NEW_NAME", "LINKS", "STATE_DIR")
+_SETTINGS = (
+    "NET_DIR",
+    "BASE_CONF",
+    "BASE_NAME",
+    "MOVED_DIR",
+    "NEW_NAME",
+    "CONF_SRC",
+    "MULTUS_CONF",
+    "LINKS",
+    "STATE_DIR",
+)
 
 
 def activate_script(body, settings, host=None):
     """``body`` (activate.sh) with the lines between the settings markers replaced.
 
-    ``settings``: base_conf, moved_conf, state_dir (absolute paths), base_name, new_name
-    (network names), links (interface names).
+    ``settings``: multus_conf (the active 10-multus.conf), conf_src (where it waits until the
+    base config is moved), moved_dir (multus's confDir), state_dir (absolute paths); base_conf
+    (an absolute path, or empty: the first config in multus_conf's directory by name, see
+    ``base_config``); base_name (empty: any), new_name (network names); links (interface names).
     """
     if not isinstance(body, str) or SETTINGS_BEGIN not in body or SETTINGS_END not in body:
         raise MultusError(
@@ -508,20 +550,189 @@ def activate_script(body, settings, host=None):
         _fail(
             host, "multus_links_up", links, "a list of interface names (1-15 characters of [A-Za-z0-9_.:-])"
         )
+    multus_conf = _abs_path(host, "multus_conf_file", settings.get("multus_conf"))
+    base_conf = settings.get("base_conf") or ""
+    base_name = settings.get("base_name") or ""
     values = {
-        "BASE_CONF": _abs_path(host, "multus_base_conf", settings.get("base_conf")),
-        "MOVED_CONF": _abs_path(host, "the moved base config path", settings.get("moved_conf")),
-        "BASE_NAME": _name(host, "multus_base_network_name", settings.get("base_name")),
+        "NET_DIR": multus_conf.rsplit("/", 1)[0] or "/",
+        "BASE_CONF": _abs_path(host, "multus_base_conf", base_conf) if base_conf else "",
+        "BASE_NAME": _name(host, "multus_base_network_name", base_name) if base_name else "",
+        "MOVED_DIR": _abs_path(host, "multus_conf_dir", settings.get("moved_dir")).rstrip("/") or "/",
         "NEW_NAME": _name(host, "multus_cluster_network", settings.get("new_name")),
+        "CONF_SRC": _abs_path(host, "the staged multus config", settings.get("conf_src")),
+        "MULTUS_CONF": multus_conf,
         "LINKS": " ".join(links),
         "STATE_DIR": _abs_path(host, "multus_state_dir", settings.get("state_dir")),
     }
-    if values["BASE_CONF"] == values["MOVED_CONF"]:
-        _fail(host, "multus_base_conf", values["BASE_CONF"], "a path other than the moved config's")
+    if values["BASE_CONF"] in (values["MULTUS_CONF"], values["CONF_SRC"]):
+        _fail(host, "multus_base_conf", values["BASE_CONF"], "a path other than multus's own config")
+    if values["BASE_CONF"] and not values["BASE_CONF"].endswith(CONF_EXTENSIONS):
+        _fail(host, "multus_base_conf", values["BASE_CONF"], "a CNI config (*.conf, *.conflist or *.json)")
+    if values["CONF_SRC"] == values["MULTUS_CONF"]:
+        _fail(
+            host, "the staged multus config", values["CONF_SRC"], f"a path other than {values['MULTUS_CONF']}"
+        )
     block = "\n".join(f"{k}={shlex.quote(values[k])}" for k in _SETTINGS)
     head, rest = body.split(SETTINGS_BEGIN, 1)
     _old, tail = rest.split(SETTINGS_END, 1)
     return f"{head}{SETTINGS_BEGIN}\n{block}\n{SETTINGS_END}{tail}"
+
+
+# ------------------------------------------------------------------ the node's base config
+
+CONF_EXTENSIONS = (".conf", ".conflist", ".json")
+BASE_MARK = "XCM-BASE"
+
+
+def base_config_probe(multus_conf, state_dir):
+    """The shell command (one raw read) that lists what ``base_config`` needs from a node.
+
+    Its output: one ``XCM-BASE file <name>`` line per regular file in multus_conf's directory,
+    and ``XCM-BASE moved <path>`` when an earlier activation moved the base config (its record
+    in state_dir and the moved copy both exist).
+    """
+    net_dir = multus_conf.rsplit("/", 1)[0] or "/"
+    q = shlex.quote
+    return (
+        f'for f in {q(net_dir)}/*; do [ -f "$f" ] && printf \'{BASE_MARK} file %s\\n\' "${{f##*/}}"; done; '
+        f'm=$(cat {q(state_dir.rstrip("/") + "/moved.path")} 2>/dev/null) && [ -f "$m" ] && '
+        f"printf '{BASE_MARK} moved %s\\n' \"$m\"; true"
+    )
+
+
+def base_config(probe_output, multus_conf, base_conf="", host=None):
+    """The base CNI config the activation will move, from ``base_config_probe``'s output.
+
+    The rule (the activation script's, a test proves they agree): ``base_conf`` when set,
+    else the first file of multus_conf's directory by name (C order) ending in .conf,
+    .conflist or .json, multus_conf excluded. Returns {path, moved}: the path to move (None
+    when an earlier activation moved it already: ``moved`` is then where it is). A node with
+    neither raises MultusError naming the host, the directory and what it holds.
+    """
+    if not isinstance(probe_output, str):
+        _fail(host, "the node's CNI config listing", probe_output, "the probe's output (text)")
+    net_dir = multus_conf.rsplit("/", 1)[0] or "/"
+    files, moved = [], None
+    for line in probe_output.splitlines():
+        parts = line.strip().split(" ", 2)
+        if len(parts) == 3 and parts[0] == BASE_MARK:
+            if parts[1] == "file":
+                files.append(parts[2])
+            elif parts[1] == "moved":
+                moved = parts[2]
+    mine = multus_conf.rsplit("/", 1)[-1]
+    if base_conf:
+        candidates = [base_conf] if base_conf.rsplit("/", 1)[-1] in files else []
+    else:
+        candidates = [
+            f"{net_dir.rstrip('/')}/{n}"
+            for n in sorted(files, key=lambda n: n.encode())
+            if n != mine and n.endswith(CONF_EXTENSIONS)
+        ]
+    if candidates:
+        return {"path": candidates[0], "moved": moved}
+    if moved:
+        return {"path": None, "moved": moved}
+    want = base_conf or f"a *.conf, *.conflist or *.json other than {mine} in {net_dir}"
+    raise MultusError(
+        f"{_who(host)}no base CNI config for multus to wrap: expected {want} (the primary CNI's, "
+        f"e.g. xcluster's 10-bridge.conf); found {', '.join(sorted(files)) or 'nothing'} in {net_dir} "
+        "and no earlier activation. Start the primary CNI first (or set multus_base_conf)"
+    )
+
+
+# ------------------------------------------------------------------ the overlay at boot
+
+
+def boot_confs(conf, delegates, cluster_network, default_networks=(), host=None):
+    """The two 10-multus.conf an overlay carries, so /etc/profile's DELEGATES picks at boot.
+
+    ``conf``: this host's rendered config (either mode). Returns {cluster_network: dict,
+    delegates: dict}: the first with clusterNetwork and defaultNetworks, the second with the
+    inline delegates, their node placeholders kept (the .rc substitutes the node index, as
+    for the index file). Every other member is the same in both.
+    """
+    conf = plain(conf)
+    if not isinstance(conf, dict) or not conf.get("type"):
+        _fail(host, "the rendered multus config", conf, "a 10-multus.conf dict")
+    common = {k: v for k, v in conf.items() if k not in ("clusterNetwork", "defaultNetworks", "delegates")}
+    delegates = plain(delegates)
+    if not isinstance(delegates, (list, tuple)) or not delegates:
+        _fail(host, "multus_delegates", delegates, "a non-empty list of CNI configs (DELEGATES=yes at boot)")
+    for i, d in enumerate(delegates):
+        _delegate(d, i, 1, host)  # valid once a node index is in
+    _name(host, "multus_cluster_network", cluster_network)
+    return {
+        "cluster_network": dict(
+            common, clusterNetwork=cluster_network, defaultNetworks=list(plain(default_networks) or [])
+        ),
+        "delegates": dict(common, delegates=list(delegates)),
+    }
+
+
+def rc_name(layout="auto"):
+    """The overlay's init.d script name: it must sort after the rc that writes the base config.
+
+    xcluster's bridge rc is 20bridge.rc (2022 images) or 26bridge.rc (since 2023, whose own
+    multus rc is 27multus.rc). ``auto`` and ``head`` give 27multus.rc, which runs after both;
+    ``2022`` gives 25multus.rc (the 2022 overlay's name). Any other value must be a file name
+    ending in .rc.
+    """
+    names = {"auto": "27multus.rc", "head": "27multus.rc", "2022": "25multus.rc"}
+    layout = str(layout)
+    if layout in names:
+        return names[layout]
+    if re.match(r"^[0-9A-Za-z_.-]+\.rc$", layout):
+        return layout
+    raise MultusError(
+        f"ovl_rc_name {layout!r} is invalid; expected auto, head, 2022 or a file name ending in .rc"
+    )
+
+
+# ------------------------------------------------------------- NADs and their plugins
+
+
+def nad_plugins(manifest_list):
+    """The CNI plugins each NAD of ``manifests()`` needs: [(nad name, [plugin, ...])].
+
+    A NAD's plugin is its config's ``type`` and its IPAM's ``type`` (each plugin of a
+    conflist too). The bridge NAD (no config) needs nothing of its own.
+    """
+    out = []
+    for m in manifest_list:
+        for doc in yaml.safe_load_all(m["content"]):
+            if not doc or doc.get("kind") != "NetworkAttachmentDefinition":
+                continue
+            cfg = (doc.get("spec") or {}).get("config")
+            if not cfg:
+                continue
+            c = json.loads(cfg)
+            need = []
+            for p in c.get("plugins") or [c]:
+                for t in (p.get("type"), (p.get("ipam") or {}).get("type")):
+                    if t and t not in need:
+                        need.append(t)
+            out.append((doc["metadata"]["name"], need))
+    return out
+
+
+def missing_nad_plugins(manifest_list, installed, host=None, allow=False):
+    """Preflight: every NAD's plugins must be installed. ``installed``: plugin names (the files
+    in the CNI bin dir the roles install). Raises MultusError naming each NAD and its missing
+    plugin and how to fix it, unless ``allow``; returns [(nad, missing plugins)] either way.
+    """
+    have = set(installed or [])
+    missing = [(n, [p for p in need if p not in have]) for n, need in nad_plugins(manifest_list)]
+    missing = [(n, ps) for n, ps in missing if ps]
+    if missing and not allow:
+        what = "; ".join(f"NAD {n} uses {', '.join(ps)}" for n, ps in missing)
+        raise MultusError(
+            f"{_who(host)}{what}, which is not installed: pods attached to it would hang in creation. "
+            "Configure it (whereabouts: WHEREABOUTS_DIR / whereabouts_src_dir, whereabouts_binary, "
+            "whereabouts_url), or leave these NADs out (SETUP=None for the overlay, "
+            "multus_nads_skip: [names]), or install them anyway with multus_nads_without_plugin: true"
+        )
+    return missing
 
 
 # -------------------------------------------------------------------------- ipam ranges

@@ -16,7 +16,9 @@ A role's entry, ``xcluster_multus_plan[<role>]``, set by the role's ``files`` en
     overlay:      for playbooks/ovl.yml: index, index_vars (the node index the files hold and the
                   variables it comes from), drop (dests left out of the overlay), templates
                   ({dest: content} kept with placeholders), base_drop (dests left out with
-                  ovl_setup None)
+                  ovl_setup None), files (push_files items only the overlay holds, e.g. the
+                  multus config's variants the .rc picks from at boot), conf_src (where the
+                  multus config waits until the activation writes it)
 
 The list of roles (the registry) exists once, in playbooks/vars/xcluster_multus.yml: one item
 per role, ``{name, auto, not_installed}``; ``auto`` (default true) says whether the role is on
@@ -221,6 +223,7 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
         files = [
             f for f in list(e.get("files") or []) + list(e.get("secrets") or []) if f["dest"] not in base_drop
         ]
+        files += [f for f in ovl.get("files") or [] if f["dest"] not in base_drop]
         sources.append({"name": role, "files": files, "directories": list(e.get("directories") or [])})
         drop += [d for d in ovl.get("drop") or [] if d not in drop]
         templates.update(ovl.get("templates") or {})
@@ -235,6 +238,39 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
             "expected hosts named vm-NNN without explicit indexes"
         )
     return {"index": int(index), "sources": sources, "drop": drop, "templates": templates}
+
+
+def installed_plugins(plan, roles, bin_dir):
+    """The names of the CNI plugins these roles' files put in ``bin_dir``."""
+    bin_dir = bin_dir.rstrip("/")
+    names = []
+    for role in roles:
+        e = plan.get(role) or {}
+        for f in list(e.get("files") or []) + list(e.get("secrets") or []):
+            d, _, name = f["dest"].rpartition("/")
+            if d == bin_dir and name not in names:
+                names.append(name)
+    return names
+
+
+def nad_check(plan, roles, bin_dir, manifest_dir, allow=False, base_only=False, host="this host"):
+    """No example NAD without its plugin (multus.missing_nad_plugins): the manifests are the
+    multus role's files in ``manifest_dir`` (with ``base_only``, those the overlay keeps), the
+    plugins what these roles put in ``bin_dir``. Raises naming the host, each NAD and plugin and
+    the fixes, unless ``allow``; returns [[nad, [missing plugins]]]."""
+    from .multus import MultusError, missing_nad_plugins  # noqa: PLC0415 (multus needs netaddr, plan does not)
+
+    e = _entry(plan, "multus", host)
+    mdir = manifest_dir.rstrip("/") + "/"
+    drop = set((e.get("overlay") or {}).get("base_drop") or []) if base_only else set()
+    manifests = [
+        f for f in e.get("files") or [] if f["dest"].startswith(mdir) and "content" in f and f["dest"] not in drop
+    ]
+    try:
+        missing = missing_nad_plugins(manifests, installed_plugins(plan, roles, bin_dir), host, allow)
+    except MultusError as exc:
+        raise PlanError(str(exc)) from exc
+    return [[n, list(ps)] for n, ps in missing]
 
 
 def secret(plan, roles=None):

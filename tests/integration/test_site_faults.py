@@ -48,10 +48,12 @@ ARCHIVES = os.path.join(CACHE, "archives")
 MULTUS = "multus-cni_3.9.3_linux_amd64.tar.gz"
 NODES = (1, 2, 3)
 TOKEN = "xcm-fault-token-c2VjcmV0LWZhdWx0cw"
-# every real run gets the multus kubeconfig (a secret) made from these
+# every real run gets the multus kubeconfig (a secret) made from these; no whereabouts in this
+# lab: the ipvlan NADs (whereabouts IPAM) are asked for explicitly (a case below checks the refusal)
 SECRET_VARS = {
     "multus_kubeconfig_server": "https://198.19.250.1:6443",
     "multus_kubeconfig_token": TOKEN,
+    "multus_nads_without_plugin": True,
 }
 KUBECONFIG = "etc/kubernetes/kubeconfig.token"
 
@@ -230,6 +232,12 @@ PREFLIGHT = {
         {},
         r"host vm-003 \(index 300\): \S+ is '198\.19\.300\.128/25'",
     ),
+    "nad-without-its-plugin": (
+        {},
+        {"multus_nads_without_plugin": False},
+        r"host vm-001: NAD ipvlan uses whereabouts; NAD ipvlan2 uses whereabouts, which is not installed.*"
+        r"SETUP=None.*multus_nads_skip.*multus_nads_without_plugin: true",
+    ),
     "multus-archive-checksum-mismatch": (
         {},
         "tampered",
@@ -244,6 +252,8 @@ def test_bad_input_fails_in_preflight_and_no_node_changes(lab, case):
     inventory = lab.variant(re.sub(r"\W", "", expect)[:20], **inv_change) if inv_change else None
     if configs == "tampered":
         extra = _tampered_multus(lab)
+    elif "multus_nads_without_plugin" in configs:
+        extra = configs
     elif configs:
         with open(os.path.join(REPO, "tests", "lab", "group_vars", "all", "node_local.yml")) as f:
             base = yaml.safe_load(f)
@@ -311,7 +321,10 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     two = ch[2]
     assert "etc/cni/net.d/10-bridge.conf" not in two, "vm-002's base config changed"
     assert "etc/cni/multus/net.d/bridge.conf" not in two and "var/lib/xcluster-multus/base.conf" not in two
-    assert two["etc/cni/net.d/10-multus.conf"] == ch[1]["etc/cni/net.d/10-multus.conf"]
+    # multus's config waits beside the activation; never active before the base config moved
+    assert "etc/cni/net.d/10-multus.conf" not in two
+    staged = "usr/lib/xcluster-multus/10-multus.conf"
+    assert two[staged] == ch[1][staged]
     assert not [k for k in two if ".xcm-" in k], sorted(two)
     bin1, bin2 = _bin(ch[1]), _bin(two)
     assert len(bin2) == 18 and bin2 == bin1, sorted(bin2)  # 16 plugins, node-local, multus-cni
@@ -330,8 +343,11 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
     # a new install rewrites with the new file's inode and ctime, are as the first run left them)
     assert set(delta(after1[2], after2[2])) == {
         "etc/cni/net.d/10-bridge.conf",
+        "etc/cni/net.d/10-multus.conf",
         "etc/cni/multus/net.d/bridge.conf",
         "var/lib/xcluster-multus/base.conf",
+        "var/lib/xcluster-multus/base.path",
+        "var/lib/xcluster-multus/moved.path",
         "var/lib/xcluster-multus/links-up",
     } | {k for k in after2[2] if k.startswith("etc/cni/multus") and k not in after1[2]}
     ch = {n: delta(lab.fresh[n], after2[n]) for n in NODES}

@@ -39,14 +39,19 @@ LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml"
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
 ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
 NODES = (1, 2)
-RC = "etc/init.d/25multus.rc"
+RC = "etc/init.d/27multus.rc"
+PROFILE = "etc/profile"
+VARIANTS = ["usr/lib/xcluster-multus/10-multus.conf." + m for m in ("cluster_network", "delegates")]
 TOKEN = "lab-token-c2VjcmV0LWluLXRoZS1sYWI"  # the lab's whereabouts kubeconfig (group_vars)
 EPOCH = "1700000000"
 RECORDS = "var/lib/xcluster-multus/push"  # push_files' records (its state_dir)
 # what the activation makes on a node (the same with the overlay's .rc and the live push)
 ACTIVATION_MADE = {
+    "etc/cni/net.d/10-multus.conf",
     "etc/cni/multus/net.d/bridge.conf",
     "var/lib/xcluster-multus/base.conf",
+    "var/lib/xcluster-multus/base.path",
+    "var/lib/xcluster-multus/moved.path",
     "var/lib/xcluster-multus/links-up",
 }
 
@@ -207,8 +212,11 @@ def test_ovl_tar_contract(ctx):
         "opt/cni/bin/whereabouts",
         "bin/multus-proxy",
         "usr/lib/xcluster-multus/activate",
-        "etc/cni/net.d/10-multus.conf",
-        "etc/kubernetes/multus-crd-macvlan.yaml",
+        "usr/lib/xcluster-multus/10-multus.conf",
+        "usr/lib/xcluster-multus/10-multus.conf.delegates",
+        "usr/lib/xcluster-multus/10-multus.conf.cluster_network",
+        "etc/kubernetes/multus/multus-crd-macvlan.yaml",
+        "etc/kubernetes/multus/multus-crd-ipvlan.yaml",
         "etc/cni/node-local/ipvlan",
     ):
         assert name in members, name
@@ -218,6 +226,9 @@ def test_ovl_tar_contract(ctx):
     assert members["etc/cni/node-local"].isdir() and members["etc/cni/node-local"].mode == 0o755
     # per node, made at boot; directories on the way are not members (/bin stays a symlink)
     assert "etc/cni/node-local/.index" not in members
+    # never an active multus config in the archive: the rc writes it after moving the base config
+    active = (".conf", ".conflist", ".json")
+    assert not [n for n in members if os.path.dirname(n) == "etc/cni/net.d" and n.endswith(active)]
     assert not {"bin", "etc", "opt", "usr", "etc/cni", "opt/cni/bin"} & set(members)
     assert {m.uid for m in members.values()} == {0} and {m.mtime for m in members.values()} == {int(EPOCH)}
 
@@ -226,8 +237,8 @@ def test_ovl_tar_contract(ctx):
     names = set(tar_members(base.stdout))
     assert not [n for n in names if "whereabouts" in n or "multus-proxy" in n or "multus-service" in n]
     assert {n for n in names if n.startswith("etc/kubernetes/")} == {
-        "etc/kubernetes/multus-crd.yaml",
-        "etc/kubernetes/multus-crd-bridge.yaml",
+        "etc/kubernetes/multus/multus-crd.yaml",
+        "etc/kubernetes/multus/multus-crd-bridge.yaml",
     }
     assert {RC, "opt/cni/bin/multus-cni", "etc/cni/node-local/macvlan"} <= names
 
@@ -259,6 +270,10 @@ def test_overlay_gives_the_files_of_the_live_push(ctx):
         assert record_files == {k for k in made if not k.endswith(".kubeconfig")}, record_files ^ made
         assert {v[:2] for v in records.values()} == {("f", 0o600), ("d", 0o700)}
         assert da[n].pop(RC)[1][:2] == ("f", 0o755)  # the overlay's boot script: its one extra file
+        assert da[n].pop(PROFILE)[1][0] == "f"  # and CNI_INFO=multus+bridge in /etc/profile, as xcluster's
+        for variant in VARIANTS:  # and both 10-multus.conf variants (DELEGATES picks one at boot)
+            assert da[n].pop(variant)[1][:2] == ("f", 0o644)
+        assert "CNI_INFO=multus+bridge\n" in a.ssh(n, "cat /etc/profile")
         assert da[n] == db[n], f"vm-00{n}: overlay vs live: {set(da[n].items()) ^ set(db[n].items())}"
         d = db[n]
         assert d["etc/cni/node-local/.index"][1][2] == hashlib.sha256(f"{n}\n".encode()).hexdigest()
@@ -273,14 +288,20 @@ def test_overlay_gives_the_files_of_the_live_push(ctx):
     again = a.unpack_overlay(ctx["archive"])  # the .rc again: nothing more to do
     for n in NODES:
         assert "CHANGED" not in again[n] and "OK: base config already at" in again[n], again[n]
-    assert {n: {k: v for k, v in d.items() if k != RC} for n, d in a.changes().items()} == da
+    assert {
+        n: {k: v for k, v in d.items() if k not in (RC, PROFILE, *VARIANTS)} for n, d in a.changes().items()
+    } == da
 
 
 def test_uninstall_gives_the_fresh_tree_back(ctx):
     for lab in (ctx["a"], ctx["b"]):  # a: installed by the overlay, b: by site.yml
         out = play(lab, "playbooks/uninstall.yml")
-        assert "CHANGED: restored /etc/cni/net.d/10-bridge.conf" in out
+        flat = " ".join(out.split())  # the summary line may be folded (yaml result format)
+        assert "CHANGED: removed /etc/cni/net.d/10-multus.conf" in flat
+        assert "CHANGED: restored /etc/cni/net.d/10-bridge.conf" in flat
         left = lab.changes()
+        if lab is ctx["a"]:  # the rc's CNI_INFO line stays in /etc/profile (as xcluster's)
+            left = {n: {k: v for k, v in d.items() if k != PROFILE} for n, d in left.items()}
         assert left == {n: {} for n in NODES}, f"lab {lab.name}: left after uninstall: {left}"
 
 
@@ -381,7 +402,7 @@ def test_delegates_mode_the_rc_renders_what_the_live_push_would(ctx):
     p = ovl_tar(ctx, "-e", "multus_mode=delegates", out=path)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
     with tarfile.open(path) as t:
-        conf = t.extractfile("etc/cni/net.d/10-multus.conf").read().decode()
+        conf = t.extractfile("usr/lib/xcluster-multus/10-multus.conf").read().decode()
     assert '"subnet": "198.19.%.128/25"' in conf  # the lab's delegates (tests/lab/group_vars)
     a.unpack_overlay(path)
     for n in NODES:

@@ -82,6 +82,13 @@ _vm_node_tree() {
 	printf 'PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nPS1="%s# "\n' "$name" >"$r/root/.profile"
 	chmod 700 "$r/root" "$r/root/.ssh"
 	chmod 600 "$r/etc/dropbear/dropbear_ed25519_host_key" "$r/root/.ssh/authorized_keys"
+	# LAB_OVLS: overlays (tars) /init unpacks in this order, then it runs their init.d .rc's
+	local t k=0
+	for t in ${LAB_OVLS:-}; do
+		k=$((k + 1))
+		mkdir -p "$r/etc/lab/ovl"
+		cp "$t" "$r/etc/lab/ovl/$(printf %02d $k).tar" || lab_die "LAB_OVLS: cannot read $t"
+	done
 }
 
 backend_up() {

@@ -361,16 +361,19 @@ EOF
 }
 
 # Wait until every node answers over ssh with its own hostname, then write its base CNI
-# config. Nodes are handled in parallel.
+# config (not with LAB_OVLS: the nodes booted from overlays, whose bridge rc wrote it).
+# Nodes are handled in parallel.
 lab_wait_and_configure() {
 	local n name deadline=$((SECONDS + ${LAB_SSH_TIMEOUT:-60})) pids=() failed=0 pid
+	local write='mkdir -p /etc/cni/net.d && cat >/etc/cni/net.d/10-bridge.conf'
+	[ -z "${LAB_OVLS:-}" ] || write='cat >/dev/null'
 	for n in $(lab_nodes_seq); do
 		name=$(lab_node_name "$n")
 		lab_base_cni_conf "$n" >"$(lab_node_dir "$n")/10-bridge.conf"
 		(
 			while :; do
 				out=$(lab_ssh "$name" "test \"\$(hostname)\" = $name || { echo \"hostname is \$(hostname)\"; exit 3; }
-					mkdir -p /etc/cni/net.d && cat >/etc/cni/net.d/10-bridge.conf" \
+					$write" \
 					<"$(lab_node_dir "$n")/10-bridge.conf" 2>&1) && exit 0
 				rc=$?
 				[ $rc = 3 ] && lab_die "$name: wrong node behind $(lab_mgmt4 "$n"): $out"

@@ -22,6 +22,7 @@ from ansible_collections.xcluster.multus.plugins.filter import multus_flavour as
 from ansible_collections.xcluster.multus.plugins.filter import multus_manifests as f_manifests
 from ansible_collections.xcluster.multus.plugins.plugin_utils import multus as m
 from ansible_collections.xcluster.multus.plugins.plugin_utils import nodeindex as ni
+from ansible_collections.xcluster.multus.plugins.plugin_utils import ovl
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((REPO / "roles/multus/defaults/main.yml").read_text())
@@ -235,7 +236,20 @@ def test_config_optional_fields_left_out_and_extra_merged():
 
 
 def load(ms):
-    return {x["file"]: yaml.safe_load(x["content"]) for x in ms}
+    """Every object of the manifest files, keyed multus-crd-<name>.yaml for a NAD (the ipvlan
+    file holds two), by its file otherwise."""
+    out = {}
+    for x in ms:
+        docs = list(yaml.safe_load_all(x["content"]))
+        assert [d["metadata"]["name"] for d in docs] == x["names"]
+        for d in docs:
+            key = (
+                f"multus-crd-{d['metadata']['name']}.yaml"
+                if d["kind"] == "NetworkAttachmentDefinition"
+                else x["file"]
+            )
+            out[key] = d
+    return out
 
 
 def test_manifests_defaults_valid_yaml_with_json_configs():
@@ -243,12 +257,12 @@ def test_manifests_defaults_valid_yaml_with_json_configs():
     assert [x["file"] for x in ms] == [
         "multus-crd.yaml",
         "multus-crd-bridge.yaml",
-        "multus-crd-ipvlan.yaml",
-        "multus-crd-ipvlan2.yaml",
+        "multus-crd-ipvlan.yaml",  # the NADs ipvlan AND ipvlan2, as xcluster's
         "multus-crd-macvlan.yaml",
         "multus-crd-host-device.yaml",
         "multus-alpine.yaml",
     ]
+    assert ms[2]["names"] == ["ipvlan", "ipvlan2"] and ms[2]["content"].count("\n---\n") == 1
     docs = load(ms)
     crd = docs["multus-crd.yaml"]
     assert crd["kind"] == "CustomResourceDefinition"
@@ -390,7 +404,9 @@ def test_manifests_missing_setting():
 
 SETTINGS = {
     "base_conf": "/etc/cni/net.d/10-bridge.conf",
-    "moved_conf": "/etc/cni/multus/net.d/bridge.conf",
+    "moved_dir": "/etc/cni/multus/net.d",
+    "conf_src": "/usr/lib/xcluster-multus/10-multus.conf",
+    "multus_conf": "/etc/cni/net.d/10-multus.conf",
     "base_name": "cni-x",
     "new_name": "bridge",
     "links": ["eth2", "eth3", "eth4"],
@@ -406,10 +422,13 @@ def test_activate_settings_block():
     out = activate(dict(SETTINGS, base_conf="/etc/cni/net.d/10 bridge.conf"))
     block = out.split(m.SETTINGS_BEGIN)[1].split(m.SETTINGS_END)[0].strip().splitlines()
     assert block == [
+        "NET_DIR=/etc/cni/net.d",
         "BASE_CONF='/etc/cni/net.d/10 bridge.conf'",
-        "MOVED_CONF=/etc/cni/multus/net.d/bridge.conf",
         "BASE_NAME=cni-x",
+        "MOVED_DIR=/etc/cni/multus/net.d",
         "NEW_NAME=bridge",
+        "CONF_SRC=/usr/lib/xcluster-multus/10-multus.conf",
+        "MULTUS_CONF=/etc/cni/net.d/10-multus.conf",
         "LINKS='eth2 eth3 eth4'",
         "STATE_DIR=/var/lib/xcluster-multus",
     ]
@@ -424,7 +443,11 @@ def test_activate_defaults_in_body_are_the_roles():
     rendered = activate(
         {
             "base_conf": d["multus_base_conf"],
-            "moved_conf": f"{d['multus_conf_dir']}/{d['multus_cluster_network']}.conf",
+            "moved_dir": d["multus_conf_dir"],
+            "conf_src": d["multus_activate_path"].rsplit("/", 1)[0]
+            + "/"
+            + d["multus_conf_file"].rsplit("/", 1)[1],
+            "multus_conf": d["multus_conf_file"],
             "base_name": d["multus_base_network_name"],
             "new_name": d["multus_cluster_network"],
             "links": d["multus_links_up"],
@@ -443,9 +466,10 @@ def test_activate_defaults_in_body_are_the_roles():
         ({"base_name": "cni x"}, r"multus_base_network_name is 'cni x'"),
         ({"new_name": "br/0"}, r"multus_cluster_network is 'br/0'"),
         (
-            {"moved_conf": "/etc/cni/net.d/10-bridge.conf"},
-            r"multus_base_conf is .*; expected a path other than",
+            {"base_conf": "/etc/cni/net.d/10-multus.conf"},
+            r"multus_base_conf is .*; expected a path other than multus's own config",
         ),
+        ({"base_conf": "/etc/cni/net.d/10-bridge"}, r"multus_base_conf is .*; expected a CNI config"),
         ({"state_dir": "/var/lib\n/x"}, r"multus_state_dir"),
     ],
 )
@@ -562,3 +586,92 @@ def test_node_local_defaults_fix_the_overlap():
     with pytest.raises(ni.NodeIndexError, match=r"overlap"):
         ni.check_inventory({"vm-001": 1, "vm-002": 2}, {"macvlan": seed})
     ni.check_inventory({"vm-001": 1, "vm-002": 2}, NL_DEFAULTS["node_local_configs"])
+
+
+# ------------------------------------------- base config, boot confs, rc name, NAD plugins
+
+
+def test_base_config_rule():
+    listing = (
+        "XCM-BASE file 99-loopback.conf\nXCM-BASE file 10-multus.conf\nXCM-BASE file 20-flannel.conflist\n"
+    )
+    conf = "/etc/cni/net.d/10-multus.conf"
+    assert m.base_config(listing, conf) == {"path": "/etc/cni/net.d/20-flannel.conflist", "moved": None}
+    assert (
+        m.base_config(listing, conf, "/etc/cni/net.d/99-loopback.conf")["path"]
+        == "/etc/cni/net.d/99-loopback.conf"
+    )
+    moved = "XCM-BASE file 10-multus.conf\nXCM-BASE moved /etc/cni/multus/net.d/bridge.conf\n"
+    assert m.base_config(moved, conf) == {"path": None, "moved": "/etc/cni/multus/net.d/bridge.conf"}
+    with pytest.raises(
+        m.MultusError,
+        match=r"host vm-004: no base CNI config .* found 10-multus.conf, notes.txt in /etc/cni/net.d",
+    ):
+        m.base_config("XCM-BASE file 10-multus.conf\nXCM-BASE file notes.txt\nnoise\n", conf, host="vm-004")
+    with pytest.raises(
+        m.MultusError, match=r"expected /etc/cni/net.d/10-bridge.conf .*found 20-flannel.conflist"
+    ):
+        m.base_config("XCM-BASE file 20-flannel.conflist\n", conf, "/etc/cni/net.d/10-bridge.conf")
+
+
+def test_boot_confs_give_both_modes_from_one_rendered_config():
+    live = m.multus_config(version="3.8")
+    both = m.boot_confs(live, DEFAULTS["multus_delegates"], "bridge")
+    assert both["cluster_network"] == live
+    d = both["delegates"]
+    assert "clusterNetwork" not in d and "defaultNetworks" not in d
+    assert d["delegates"][0]["ipam"]["ranges"][0][0]["subnet"] == "11.0.%.0/24"  # placeholders kept
+    # the delegates variant, substituted at boot, is what the live push renders in mode delegates
+    live_d = m.multus_config(version="3.8", mode="delegates", delegates=DEFAULTS["multus_delegates"], index=7)
+    assert json.loads(ovl.boot_subst(json.dumps(d), 7)) == live_d
+    with pytest.raises(m.MultusError, match="multus_delegates"):
+        m.boot_confs(live, [], "bridge")
+
+
+@pytest.mark.parametrize(
+    ("layout", "name"),
+    [("auto", "27multus.rc"), ("head", "27multus.rc"), ("2022", "25multus.rc"), ("30x.rc", "30x.rc")],
+)
+def test_rc_name_sorts_after_both_bridge_rcs(layout, name):
+    assert m.rc_name(layout) == name
+    if layout in ("auto", "head"):
+        assert sorted([name, "20bridge.rc", "26bridge.rc"])[-1] == name
+
+
+def test_rc_name_rejects():
+    with pytest.raises(m.MultusError, match=r"ovl_rc_name 'x y' is invalid"):
+        m.rc_name("x y")
+
+
+def test_no_nad_without_its_plugin():
+    ms = manifests_filter(manifest_settings())
+    assert m.nad_plugins(ms) == [
+        ("ipvlan", ["ipvlan", "whereabouts"]),
+        ("ipvlan2", ["ipvlan", "whereabouts"]),
+        ("macvlan", ["macvlan", "node-local"]),
+        ("host-device", ["host-device"]),
+    ]
+    have = ["bridge", "host-local", "ipvlan", "macvlan", "host-device", "node-local", "multus-cni"]
+    with pytest.raises(
+        m.MultusError,
+        match=r"vm-001: NAD ipvlan uses whereabouts; NAD ipvlan2 uses whereabouts, which is not installed"
+        r".*SETUP=None",
+    ):
+        m.missing_nad_plugins(ms, have, "vm-001")
+    assert m.missing_nad_plugins(ms, have, allow=True) == [
+        ("ipvlan", ["whereabouts"]),
+        ("ipvlan2", ["whereabouts"]),
+    ]
+    assert m.missing_nad_plugins(ms, have + ["whereabouts"]) == []
+    skipped = manifests_filter(manifest_settings(nads_skip=["ipvlan", "ipvlan2"]))
+    assert [x["file"] for x in skipped] == [
+        "multus-crd.yaml", "multus-crd-bridge.yaml", "multus-crd-macvlan.yaml", "multus-crd-host-device.yaml",
+        "multus-alpine.yaml",
+    ]  # fmt: skip
+    assert m.missing_nad_plugins(skipped, have) == []
+    ds = load(skipped)["multus-alpine.yaml"]
+    assert json.loads(ds["spec"]["template"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]) == [
+        {"name": "macvlan"}, {"name": "host-device"}
+    ]  # fmt: skip
+    with pytest.raises(AnsibleFilterError, match=r"multus_nads_skip"):
+        manifests_filter(manifest_settings(nads_skip=["nope"]))

@@ -246,6 +246,7 @@ def test_unpacking_keeps_a_bin_symlink_and_makes_missing_directories(tmp_path, t
 
 
 CONF = json.dumps({"delegates": [{"subnet": "198.19.%.128/25", "x": "a.x"}]}, indent=4) + "\n"
+CONF_CN = json.dumps({"clusterNetwork": "bridge", "logFile": "/var/log/%.x.log"}, indent=4) + "\n"
 
 
 def test_at_boot_drops_the_index_and_checks_the_template():
@@ -292,21 +293,28 @@ def test_boot_subst_is_the_placeholder_rule_on_string_values():
 # ------------------------------------------------------------------------- the .rc
 
 
-def render_rc(tmp, delegates=True, max_index=200):
+def render_rc(tmp, delegates=True, max_index=200, profile=None):
     env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["quote"] = shlex.quote
     activate = tmp / "activate"
     activate.write_text(f'#!/bin/sh\necho "activate $*" >{tmp}/activated\n')
+    # the variants the overlay carries; the rc picks one (DELEGATES) into 10-multus.conf
+    (tmp / "10-multus.conf.delegates").write_text(CONF)
+    (tmp / "10-multus.conf.cluster_network").write_text(CONF_CN)
+    if profile is not None:
+        (tmp / "profile").write_text(profile)
     activate.chmod(0o755)
     text = env.from_string(RC_TEMPLATE.read_text()).render(
-        _ovl_rc_name="25multus.rc",
+        _ovl_rc_name="27multus.rc",
         _ovl_index_file=str(tmp / "node-local/.index"),
         _ovl_delegates=delegates,
         _ovl_max_index=max_index,
-        multus_conf_file=str(tmp / "10-multus.conf"),
+        _ovl_conf_src=str(tmp / "10-multus.conf"),
+        _ovl_profile=str(tmp / "profile"),
+        _ovl_cni_info="multus+bridge",
         multus_activate_path=str(activate),
     )
-    rc = tmp / "25multus.rc"
+    rc = tmp / "27multus.rc"
     rc.write_text(text)
     return rc
 
@@ -325,13 +333,13 @@ needs_root = pytest.mark.skipif(not ROOT, reason="the .rc is run in a UTS namesp
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_rc_writes_the_index_and_runs_the_activation(tmp_path, shell):
     rc = render_rc(tmp_path)
-    (tmp_path / "10-multus.conf").write_text(CONF)
     p = run_rc(shell, rc, "vm-004")
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "node-local/.index").read_text() == "4\n"
     assert stat.S_IMODE((tmp_path / "node-local/.index").stat().st_mode) == 0o644
     assert (tmp_path / "10-multus.conf").read_text() == ovl.boot_subst(CONF, 4)
     assert (tmp_path / "activated").read_text() == "activate apply\n"
+    assert (tmp_path / "profile").read_text() == "CNI_INFO=multus+bridge\n"  # as xcluster's rc
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("node-local/*.tmp"))
 
 
@@ -361,16 +369,36 @@ TEXT = st.text(alphabet=st.sampled_from(list('.x%X_a0Z:-"{} \n\\/')), max_size=6
 def test_rc_substitutes_as_the_python_rule(tmp_path_factory, shell, text, index):
     tmp = tmp_path_factory.mktemp("rc")
     rc = render_rc(tmp)
-    (tmp / "10-multus.conf").write_text(text)
+    (tmp / "10-multus.conf.delegates").write_text(text)
     p = run_rc(shell, rc, f"vm-{index:03d}")
     assert p.returncode == 0, p.stderr
     assert (tmp / "10-multus.conf").read_text() == ovl.boot_subst(text, index)
 
 
 @needs_root
-def test_rc_without_delegates_leaves_the_config_alone(tmp_path):
-    rc = render_rc(tmp_path, delegates=False)
-    (tmp_path / "10-multus.conf").write_text(CONF)
-    assert run_rc("dash", rc, "vm-002").returncode == 0
-    assert (tmp_path / "10-multus.conf").read_text() == CONF
-    assert "10-multus.conf" not in rc.read_text()
+@pytest.mark.parametrize(
+    ("built_delegates", "profile", "mode"),
+    [
+        (False, None, "cluster_network"),
+        (True, None, "delegates"),
+        (False, "PATH=/bin\nexport DELEGATES=yes\nCNI_INFO=bridge\n", "delegates"),  # xcluster's env ovl
+        (False, "DELEGATES=yes\n", "delegates"),
+        (True, "DELEGATES=no\n", "cluster_network"),
+        (True, "# nothing\n", "delegates"),
+        (
+            False,
+            "for i in 1 2; do :; done\nunset i\nprofile=/nowhere\nme=x\nPATH=/nowhere\n",
+            "cluster_network",
+        ),
+    ],
+)
+def test_rc_takes_delegates_from_the_profile_at_boot(tmp_path, built_delegates, profile, mode):
+    rc = render_rc(tmp_path, delegates=built_delegates, profile=profile)
+    p = run_rc("dash", rc, "vm-002")
+    assert p.returncode == 0, p.stderr
+    assert f"multus config with {mode}" in p.stdout
+    assert (tmp_path / "node-local/.index").read_text() == "2\n"  # whatever the profile does with i
+    want = ovl.boot_subst(CONF, 2) if mode == "delegates" else CONF_CN
+    assert (tmp_path / "10-multus.conf").read_text() == want
+    prof = (tmp_path / "profile").read_text()
+    assert prof.count("CNI_INFO=") == 1 and "CNI_INFO=multus+bridge\n" in prof
