@@ -8,7 +8,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import Mult
 DOCUMENTATION = r"""
 name: multus_base_config
 author: xcluster.multus developers
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: The base CNI config multus will wrap on a node
 description:
   - From the output of one raw read of the node (the listing of the directory of

@@ -8,7 +8,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import Mult
 DOCUMENTATION = r"""
 name: multus_base_probe
 author: xcluster.multus developers
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: The one raw read that P(xcluster.multus.multus_base_config#filter) reads
 description:
   - A POSIX sh command listing the files of the directory of C(10-multus.conf) and the

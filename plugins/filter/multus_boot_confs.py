@@ -8,7 +8,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import Mult
 DOCUMENTATION = r"""
 name: multus_boot_confs
 author: xcluster.multus developers
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: Both 10-multus.conf an overlay carries (DELEGATES picks at boot)
 description:
   - From a rendered C(10-multus.conf) (either mode), the C(cluster_network) variant

@@ -8,7 +8,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import Mult
 DOCUMENTATION = r"""
 name: multus_nad_plugins_check
 author: xcluster.multus developers
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: Every example NAD's plugins must be installed
 description:
   - For the manifests of P(xcluster.multus.multus_manifests#filter), the NADs whose plugin

@@ -8,7 +8,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils.multus import Mult
 DOCUMENTATION = r"""
 name: multus_rc_name
 author: xcluster.multus developers
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: The overlay's init.d script name for an xcluster layout
 description:
   - C(auto) and C(head) give C(27multus.rc), which sorts after both of xcluster's bridge rcs
