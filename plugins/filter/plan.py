@@ -151,9 +151,9 @@ def _plan(data, op, **kw):
                 kw["roles"],
                 kw["bin_dir"],
                 kw["manifest_dir"],
-                bool(kw.get("allow")),
-                bool(kw.get("base_only")),
-                host,
+                allow=bool(kw.get("allow")),
+                base_only=bool(kw.get("base_only")),
+                host=host,
             )
     except p.PlanError as exc:
         raise AnsibleFilterError(f"plan {op}: {exc}") from exc

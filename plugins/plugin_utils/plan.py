@@ -253,7 +253,7 @@ def installed_plugins(plan, roles, bin_dir):
     return names
 
 
-def nad_check(plan, roles, bin_dir, manifest_dir, allow=False, base_only=False, host="this host"):
+def nad_check(plan, roles, bin_dir, manifest_dir, *, allow=False, base_only=False, host="this host"):
     """No example NAD without its plugin (multus.missing_nad_plugins): the manifests are the
     multus role's files in ``manifest_dir`` (with ``base_only``, those the overlay keeps), the
     plugins what these roles put in ``bin_dir``. Raises naming the host, each NAD and plugin and
@@ -263,9 +263,8 @@ def nad_check(plan, roles, bin_dir, manifest_dir, allow=False, base_only=False, 
     e = _entry(plan, "multus", host)
     mdir = manifest_dir.rstrip("/") + "/"
     drop = set((e.get("overlay") or {}).get("base_drop") or []) if base_only else set()
-    manifests = [
-        f for f in e.get("files") or [] if f["dest"].startswith(mdir) and "content" in f and f["dest"] not in drop
-    ]
+    files = e.get("files") or []
+    manifests = [f for f in files if f["dest"].startswith(mdir) and "content" in f and f["dest"] not in drop]
     try:
         missing = missing_nad_plugins(manifests, installed_plugins(plan, roles, bin_dir), host, allow)
     except MultusError as exc:

@@ -231,6 +231,57 @@ def test_overlay_item():
         p.overlay_item(plan, ["node_local", "multus"], 1, host="vm-001")
 
 
+def test_overlay_item_carries_the_overlay_only_files():
+    variant = {"content": "{}", "dest": "/usr/lib/xcluster-multus/10-multus.conf.delegates", "mode": "0644"}
+    plan = dict(PLAN, multus=dict(PLAN["multus"], overlay={"base_drop": [], "files": [variant]}))
+    got = p.overlay_item(plan, ["multus"], 1)
+    assert variant in got["sources"][0]["files"]
+    assert variant not in p.push_items(plan, ["multus"])["files"]  # never pushed live
+
+
+def _nad(name, cfg):
+    return (
+        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
+        f"metadata:\n  name: {name}\nspec:\n  config: '{cfg}'\n"
+    )
+
+
+NAD_PLAN = dict(
+    PLAN,
+    multus=entry(
+        "/opt/cni/bin/multus",
+        overlay={"base_drop": ["/etc/kubernetes/multus/multus-crd-ipvlan.yaml"]},
+    ),
+)
+NAD_PLAN["multus"]["files"] += [
+    {"content": _nad("ipvlan", '{"type": "ipvlan", "ipam": {"type": "whereabouts"}}'),
+     "dest": "/etc/kubernetes/multus/multus-crd-ipvlan.yaml", "mode": "0644"},
+    {"content": _nad("macvlan", '{"type": "macvlan", "ipam": {"type": "host-local"}}'),
+     "dest": "/etc/kubernetes/multus/multus-crd-macvlan.yaml", "mode": "0644"},
+    {"content": "#!/bin/sh\n: not: yaml: [", "dest": "/usr/lib/xcluster-multus/activate", "mode": "0755"},
+]  # fmt: skip
+NAD_ROLES = ["cni_plugins", "node_local", "multus"]
+BIN, MDIR = "/opt/cni/bin", "/etc/kubernetes/multus"
+
+
+def test_installed_plugins_are_the_roles_files_in_the_bin_dir():
+    got = p.installed_plugins(NAD_PLAN, NAD_ROLES, "/opt/cni/bin/")
+    assert got == ["bridge", "host-local", "node-local", "multus"]
+
+
+def test_nad_check_names_host_nad_plugin_and_fixes():
+    with pytest.raises(p.PlanError, match=r"vm-002.*NAD ipvlan uses ipvlan, whereabouts.*multus_nads_skip"):
+        p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, host="vm-002")
+    allowed = p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow=True)
+    assert allowed == [["ipvlan", ["ipvlan", "whereabouts"]], ["macvlan", ["macvlan"]]]
+    # the overlay with ovl_setup None keeps only what base_drop leaves: macvlan still lacks its plugin
+    base = p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow=True, base_only=True)
+    assert base == [["macvlan", ["macvlan"]]]
+    cni = entry(f"{BIN}/ipvlan", f"{BIN}/macvlan", f"{BIN}/host-local")
+    plan = dict(NAD_PLAN, cni_plugins=cni, whereabouts=entry(f"{BIN}/whereabouts"))
+    assert p.nad_check(plan, [*NAD_ROLES, "whereabouts"], BIN, MDIR) == []
+
+
 def test_secret():
     assert p.secret(PLAN) is True and p.secret(PLAN, ["cni_plugins"]) is False and p.secret({}) is False
 
