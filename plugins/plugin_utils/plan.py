@@ -247,7 +247,7 @@ def installed_plugins(plan, roles, bin_dir):
     for role in roles:
         e = plan.get(role) or {}
         for f in list(e.get("files") or []) + list(e.get("secrets") or []):
-            d, _, name = f["dest"].rpartition("/")
+            d, name = f["dest"].rsplit("/", 1)
             if d == bin_dir and name not in names:
                 names.append(name)
     return names
