@@ -79,9 +79,20 @@ def multus_ovl(tmp_path_factory):
         check=False,
     )
     assert p.returncode == 0, p.stderr[-4000:]
-    # without that ask the overlay is refused, naming the NAD and the plugin
+    # without that ask the overlay is refused, naming the NAD and the plugin (the lab's variables
+    # ask for it: a copy of them that does not; OVL_VARS come after the command line's -e)
+    with open(LAB_VARS) as f:
+        lab_vars = f.read()
+    assert "\nmultus_nads_without_plugin: true\n" in lab_vars
+    (tmp / "no-ask.yml").write_text(
+        lab_vars.replace("\nmultus_nads_without_plugin: true\n", "\nmultus_nads_without_plugin: false\n")
+    )
     q = subprocess.run(
-        [os.path.join(REPO, "ovl", "tar"), "-"], env=env, capture_output=True, timeout=900, check=False
+        [os.path.join(REPO, "ovl", "tar"), "-"],
+        env=dict(env, OVL_VARS=str(tmp / "no-ask.yml")),
+        capture_output=True,
+        timeout=900,
+        check=False,
     )
     assert q.returncode != 0 and q.stdout == b""
     assert "NAD ipvlan uses whereabouts" in q.stderr.decode()
