@@ -7,6 +7,8 @@
 #        basic.sh del NETNS CONF BIN CONTAINER_ID CNI_DIR HOST_DEVICE HOST_DEVICE_UP
 #        basic.sh addrs NETNS DAD_WAIT
 #        basic.sh ping NETNS COUNT WAIT [NET HOST ADDR]...
+#        basic.sh pods-apply KUBECONFIG NAMESPACE PODS_JSON
+#        basic.sh pods-delete KUBECONFIG NAMESPACE NETNS
 #   add    a leftover pod of an interrupted run (NETNS exists) is deleted first; CONF_JSON
 #          written to CONF, the pod's netns made (lo up), multus BIN run with CNI_COMMAND=ADD;
 #          prints the CNI result, or "ADD failed: ..." with multus's stderr and the end of LOG.
@@ -17,6 +19,12 @@
 #          `ip -j addr show` in the pod.
 #   ping   pings each ADDR from the pod; one JSON line per target:
 #          {"net":NET,"to":HOST,"addr":ADDR,"ok":true|false}.
+#   pods-apply   (kubectl, on the control-plane host) the check's Pods of an earlier run
+#          deleted, PODS_JSON applied; prints the Pods (get -o json) with their UIDs.
+#   pods-delete  (kubectl) fails, saying which, when whereabouts' IPPools still hold an
+#          allocation of a Pod NAMESPACE/NETNS-* (prints IPPOOLS-CHECKED when it looked);
+#          the check's Pods deleted.
+# The check's Pods carry the label app=xcm-basic.
 # CNI_NETNS, CNI_IFNAME, CNI_CONTAINERID, CNI_PATH and CNI_ARGS come from the environment.
 # Run over ansible.builtin.raw (`sh -s -- ARGS` with this file on stdin) by playbooks/basic.yml
 # and playbooks/tasks/basic_api.yml: POSIX sh, iproute2's ip and busybox applets only.
@@ -81,6 +89,29 @@ pings() {
   done
 }
 
+k() {  # kubectl with the check's kubeconfig and timeout
+  kubectl --kubeconfig="$kubeconfig" --request-timeout=20s "$@"
+}
+
+pods_apply() {
+  kubeconfig=$1 namespace=$2 pods=$3
+  k -n "$namespace" delete pod -l app=xcm-basic --force --grace-period=0 --ignore-not-found >/dev/null 2>&1
+  printf '%s\n' "$pods" | k apply -f - >/dev/null || exit 1
+  k -n "$namespace" get pods -l app=xcm-basic -o json
+}
+
+pods_delete() {
+  kubeconfig=$1 namespace=$2 netns=$3 rc=0
+  if k get crd ippools.whereabouts.cni.cncf.io >/dev/null 2>&1; then
+    left=$(k get ippools.whereabouts.cni.cncf.io -A -o json |
+      grep -o "\"podref\": *\"$namespace/$netns-[^\"]*\"")
+    [ -z "$left" ] || { echo "whereabouts allocations left after DEL: $left"; rc=1; }
+    echo "IPPOOLS-CHECKED"
+  fi
+  k -n "$namespace" delete pod -l app=xcm-basic --force --grace-period=0 --ignore-not-found >/dev/null 2>&1 || rc=1
+  exit "$rc"
+}
+
 cmd=${1:-}
 [ "$#" -gt 0 ] && shift
 case $cmd in
@@ -88,5 +119,7 @@ case $cmd in
   del) del "$@" ;;
   addrs) addrs "$@" ;;
   ping) pings "$@" ;;
-  *) echo "basic.sh: unknown command '$cmd'; expected add, del, addrs or ping" >&2; exit 2 ;;
+  pods-apply) pods_apply "$@" ;;
+  pods-delete) pods_delete "$@" ;;
+  *) echo "basic.sh: unknown command '$cmd'; expected add, del, addrs, ping, pods-apply or pods-delete" >&2; exit 2 ;;
 esac

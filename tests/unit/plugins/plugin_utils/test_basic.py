@@ -451,3 +451,39 @@ def test_script_ping_matrix_lines(tmp_path):
 def test_script_unknown_command(tmp_path):
     res = run_script(tmp_path, "nope")
     assert res.returncode == 2 and "unknown command 'nope'" in res.stderr
+
+
+def test_script_pods_delete_finds_allocations_left(tmp_path):
+    """pods-delete against a kubectl on PATH that answers with a whereabouts IPPool (the real
+    API server path runs in tests/integration/test_k8s.py)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    pool = {"items": [{"spec": {"allocations": {"5": {"id": "c1", "podref": "default/xcm-basic-vm-002"}}}}]}
+    (tmp_path / "pool.json").write_text(json.dumps(pool, indent=2))
+    (fake / "kubectl").write_text(
+        '#!/bin/sh\necho "$*" >>"$KLOG"\ncase "$*" in *"get ippools"*) cat "$POOL" ;; esac\n'
+    )
+    (fake / "kubectl").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", KLOG=str(tmp_path / "k.log"))
+
+    def run(*args):
+        return subprocess.run(
+            ["sh", "-s", "--", "pods-delete", "/etc/kubernetes/kc", *args],
+            input=SCRIPT.read_text(),
+            env=dict(env, POOL=str(tmp_path / "pool.json")),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    res = run("default", "xcm-basic")
+    assert res.returncode == 1
+    assert 'whereabouts allocations left after DEL: "podref": "default/xcm-basic-vm-002"' in res.stdout
+    assert "IPPOOLS-CHECKED" in res.stdout
+    log = (tmp_path / "k.log").read_text().splitlines()
+    assert log[-1] == (
+        "--kubeconfig=/etc/kubernetes/kc --request-timeout=20s -n default delete pod -l app=xcm-basic"
+        " --force --grace-period=0 --ignore-not-found"
+    )
+    res = run("other", "xcm-basic")  # another namespace's allocations are not the check's
+    assert res.returncode == 0 and "IPPOOLS-CHECKED" in res.stdout, res.stdout
