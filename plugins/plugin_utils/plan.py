@@ -253,6 +253,22 @@ def installed_plugins(plan, roles, bin_dir):
     return names
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def as_bool(value, name, host="this host"):
+    """A boolean variable as Ansible's ``bool`` reads it: True/False, or a string such as
+    ``-e name=false`` gives (which Python would take as true); anything else raises."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise PlanError(f"host {host}: {name} is {value!r}; expected true or false")
+
+
 def nad_check(plan, roles, bin_dir, manifest_dir, *, allow=False, base_only=False, host="this host"):
     """No example NAD without its plugin (multus.missing_nad_plugins): the manifests are the
     multus role's files in ``manifest_dir`` (with ``base_only``, those the overlay keeps), the
@@ -260,6 +276,7 @@ def nad_check(plan, roles, bin_dir, manifest_dir, *, allow=False, base_only=Fals
     the fixes, unless ``allow``; returns [[nad, [missing plugins]]]."""
     from .multus import MultusError, missing_nad_plugins  # noqa: PLC0415 (multus needs netaddr, plan does not)
 
+    allow = as_bool(allow, "multus_nads_without_plugin", host)
     e = _entry(plan, "multus", host)
     mdir = manifest_dir.rstrip("/") + "/"
     drop = set((e.get("overlay") or {}).get("base_drop") or []) if base_only else set()

@@ -282,6 +282,18 @@ def test_nad_check_names_host_nad_plugin_and_fixes():
     assert p.nad_check(plan, [*NAD_ROLES, "whereabouts"], BIN, MDIR) == []
 
 
+def test_nad_check_reads_allow_as_ansible_bool():
+    # -e multus_nads_without_plugin=false gives the string "false": not an allow
+    with pytest.raises(p.PlanError, match=r"NAD ipvlan uses"):
+        p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="false", host="vm-002")
+    assert p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="True") == [
+        ["ipvlan", ["ipvlan", "whereabouts"]],
+        ["macvlan", ["macvlan"]],
+    ]
+    with pytest.raises(p.PlanError, match=r"host vm-002: multus_nads_without_plugin is 'maybe'; expected true or false"):
+        p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="maybe", host="vm-002")
+
+
 def test_secret():
     assert p.secret(PLAN) is True and p.secret(PLAN, ["cni_plugins"]) is False and p.secret({}) is False
 
