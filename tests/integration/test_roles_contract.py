@@ -16,6 +16,7 @@ Needs root, Go, and the archives of tests/artifacts/build-all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -87,6 +88,7 @@ def lab():
     env = dict(os.environ, **cases.go_env())
     for var in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
         env.pop(var, None)
+    env["GOPATH"] = "/nonexistent/gopath"  # no prebuilt multus-service from the user's $GOPATH/bin
     env.update(
         PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
@@ -238,3 +240,31 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
     assert "CHANGED: removed /etc/xcluster-sixth" in out
     assert lab.ssh("ls /etc/xcluster-sixth 2>&1 || true").strip().endswith("No such file or directory")
     assert lab.changes() == before, "uninstall left something"
+
+
+def test_site_and_ovl_take_prebuilt_binaries_from_gopath_bin(lab, tmp_path):
+    """xcluster's way: go install ./cmd/... in the multus-service clone, no clone given to us:
+    site.yml pushes $GOPATH/bin's binaries and says so; ovl/tar ships the same bytes."""
+    clone = _gobuild_cases().make_tiny_clone(tmp_path / "clone")
+    gobin = _gobuild_cases().go_install_gopath(clone, tmp_path / "gopath")
+    env = dict(lab.env, GOPATH=str(tmp_path / "gopath"))
+    want = {n: hashlib.sha256((gobin / n).read_bytes()).hexdigest() for n in ("multus-proxy", "multus-service-controller")}
+    out = lab.play("site.yml", env=env)
+    assert re.search(rf"multus_service\s+prebuilt from {re.escape(str(gobin))} \| changed: /bin/", out), out[-4000:]
+    got = lab.ssh("sha256sum /bin/multus-proxy /bin/multus-service-controller").split()
+    assert {os.path.basename(got[1]): got[0], os.path.basename(got[3]): got[2]} == want
+    dest = tmp_path / "multus.tar"
+    p = subprocess.run(
+        [os.path.join(REPO, "ovl", "tar"), str(dest)],
+        env=dict(env, OVL_INVENTORY=lab.inventory, OVL_VARS=LAB_VARS),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr[-4000:]
+    with tarfile.open(dest) as t:
+        for name, sha in want.items():
+            assert hashlib.sha256(t.extractfile(f"bin/{name}").read()).hexdigest() == sha
+    out = lab.play("playbooks/uninstall.yml", env=env)
+    assert lab.ssh("ls /bin/multus-proxy /bin/multus-service-controller 2>&1 || true").count("No such file") == 2
