@@ -1,8 +1,9 @@
 # Copyright: xcluster.multus contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""ovl/tar's variables: an explicit -e on the command line wins over OVL_VARS files (and the
-environment's settings), as a later -e wins in ansible-playbook. Real runs of ovl/tar with the
-lab's archives (tests/artifacts/build-all); a few seconds each."""
+"""ovl/tar for real, with the lab's archives (tests/artifacts/build-all), a few seconds each:
+an explicit -e on the command line wins over OVL_VARS files (and the environment's settings), as
+a later -e wins in ansible-playbook; with whereabouts, the rc keeps whereabouts.conf only from
+FIRST_WORKER on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import subprocess
 import tarfile
 
+import gobuild_cases  # tests/helpers
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -68,3 +70,18 @@ def test_explicit_e_beats_the_environment(ovl_env, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     with tarfile.open(out) as t:
         assert [n for n in t.getnames() if n.startswith("etc/init.d/")] == ["etc/init.d/25multus.rc"]
+
+
+def test_whereabouts_conf_is_kept_from_first_worker(ovl_env, tmp_path, tiny_clone):
+    """With whereabouts, the overlay's rc removes whereabouts.conf on nodes below FIRST_WORKER
+    (read from /etc/profile at boot), as xcluster's 25whereabouts.rc writes it only from there
+    (the rc itself is run in tests/unit/plugins/plugin_utils/test_ovl.py)."""
+    env = gobuild_cases.go_env(dict(ovl_env, OVL_VARS=LAB_VARS, WHEREABOUTS_DIR=str(tiny_clone)))
+    p, out = _tar(env, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    conf = "/etc/cni/net.d/whereabouts.d/whereabouts.conf"
+    with tarfile.open(out) as t:
+        assert conf[1:] in t.getnames()
+        rc = t.extractfile("etc/init.d/27multus.rc").read().decode()
+    assert "unset DELEGATES FIRST_WORKER\n" in rc
+    assert f"\tfor f in {conf}; do\n" in rc

@@ -239,6 +239,18 @@ def test_overlay_item_carries_the_overlay_only_files():
     assert variant not in p.push_items(plan, ["multus"])["files"]  # never pushed live
 
 
+def test_overlay_item_carries_the_workers_only_files():
+    conf = "/etc/cni/net.d/whereabouts.d/whereabouts.conf"
+    wb = entry("/opt/cni/bin/whereabouts", conf, overlay={"workers_only": [conf]})
+    got = p.overlay_item(dict(PLAN, whereabouts=wb), ["multus", "whereabouts"], 1)
+    assert got["workers_only"] == [conf]
+    assert conf in {f["dest"] for f in got["sources"][1]["files"]}  # shipped; the .rc removes it on non-workers
+    assert p.overlay_item(PLAN, ["multus"], 1)["workers_only"] == []
+    bad = entry("/opt/cni/bin/whereabouts", overlay={"workers_only": [conf]})
+    with pytest.raises(p.PlanError, match=r"vm-003: xcluster_multus_plan\['whereabouts'\].overlay.workers_only names"):
+        p.overlay_item(dict(PLAN, whereabouts=bad), ["whereabouts"], 1, host="vm-003")
+
+
 def _nad(name, cfg):
     return (
         "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
