@@ -145,5 +145,7 @@ def go_install_gopath(clone, gopath):
     env = go_env()
     env["GOPATH"] = str(gopath)
     env.pop("GOBIN", None)
-    subprocess.run([GO, "install", "./cmd/..."], cwd=clone, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [GO, "install", "./cmd/..."], cwd=clone, env=env, check=True, capture_output=True, timeout=600
+    )
     return gopath / "bin"

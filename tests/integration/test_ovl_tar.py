@@ -40,20 +40,25 @@ def ovl_env(tmp_path):
 
 def _tar(env, tmp_path, *args):
     out = tmp_path / "multus.tar"
-    p = subprocess.run([TAR, str(out), *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+    p = subprocess.run(
+        [TAR, str(out), *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     return p, out
 
 
 def test_explicit_e_beats_ovl_vars(ovl_env, tmp_path):
     # the lab's file asks for the NADs without their plugin (whereabouts); -e says no: refused
-    assert "\nmultus_nads_without_plugin: true\n" in open(LAB_VARS).read()
+    with open(LAB_VARS) as f:
+        assert "\nmultus_nads_without_plugin: true\n" in f.read()
     p, out = _tar(dict(ovl_env, OVL_VARS=LAB_VARS), tmp_path, "-e", "multus_nads_without_plugin=false")
     assert p.returncode == 1 and not out.exists(), p.stderr[-3000:]
     assert "NAD ipvlan uses whereabouts" in p.stderr
     # a file that says no, -e that says yes: the overlay is made, with the ipvlan NADs
     no = tmp_path / "no.yml"
     no.write_text("multus_nads_without_plugin: false\n")
-    p, out = _tar(dict(ovl_env, OVL_VARS=f"{LAB_VARS} {no}"), tmp_path, "-e", '{"multus_nads_without_plugin": true}')
+    p, out = _tar(
+        dict(ovl_env, OVL_VARS=f"{LAB_VARS} {no}"), tmp_path, "-e", '{"multus_nads_without_plugin": true}'
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     with tarfile.open(out) as t:
         assert "etc/kubernetes/multus/multus-crd-ipvlan.yaml" in t.getnames()

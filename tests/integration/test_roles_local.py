@@ -17,9 +17,9 @@ import subprocess
 import threading
 import time
 
+import gobuild_cases
 import pytest
 import yaml
-import gobuild_cases
 from gobuild_cases import REPO, VENV_BIN, go_env, make_tiny_clone
 
 PLAYBOOK = REPO / "tests" / "integration" / "roles_local"
@@ -50,7 +50,9 @@ class Run:
         )
         self.env.pop("WHEREABOUTS_DIR", None)
         self.env.pop("MSERVICE_DIR", None)
-        self.env["GOPATH"] = str(tmp_path / "gopath")  # no prebuilt multus-service unless a test puts it there
+        self.env["GOPATH"] = str(
+            tmp_path / "gopath"
+        )  # no prebuilt multus-service unless a test puts it there
 
     def node_vars(self):
         r = self.root
@@ -456,17 +458,25 @@ def test_multus_service_start_reports_a_daemon_that_exits(run, tiny_clone):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({}, r"vm-001: no multus-service source: multus_service_src_dir is empty \(and \$MSERVICE_DIR is unset\)"),
+        (
+            {},
+            r"vm-001: no multus-service source: "
+            r"multus_service_src_dir is empty \(and \$MSERVICE_DIR is unset\)",
+        ),
         (
             {"multus_service_source": "prebuilt", "PREBUILT": "multus-proxy"},
-            r"vm-001: multus_service_source is prebuilt, multus_service_prebuilt_dir is \"[^\"]*/gopath/bin\": "
+            r"vm-001: multus_service_source is prebuilt, "
+            r"multus_service_prebuilt_dir is \"[^\"]*/gopath/bin\": "
             r"\S*/multus-proxy ok, \S*/multus-service-controller missing; expected both binaries",
         ),
         (
             {"multus_service_source": "clone", "PREBUILT": "multus-proxy multus-service-controller"},
             r"vm-001: multus_service_source is clone but multus_service_src_dir is empty",
         ),
-        ({"multus_service_prebuilt_dir": "go/bin"}, r"vm-001: multus_service_prebuilt_dir is \"go/bin\"; expected an absolute"),
+        (
+            {"multus_service_prebuilt_dir": "go/bin"},
+            r"vm-001: multus_service_prebuilt_dir is \"go/bin\"; expected an absolute",
+        ),
         ({"multus_service_src_dir": "/nonexistent/ms"}, r"vm-001: src: /nonexistent/ms does not exist"),
         ({"multus_service_port": 70000, "CLONE": 1}, r"vm-001: multus_service_port 70000"),
         (
@@ -512,4 +522,6 @@ def test_multus_service_prebuilt_from_gopath_bin(run, tiny_clone, tmp_path):
     (gobin / "multus-proxy").chmod(0o644)
     p4 = run(["multus_service"], {})
     assert p4.returncode != 0
-    assert re.search(rf"vm-001: no multus-service source: .*{gobin}/multus-proxy not executable", p4.text), p4.text[-3000:]
+    assert re.search(rf"vm-001: no multus-service source: .*{gobin}/multus-proxy not executable", p4.text), (
+        p4.text[-3000:]
+    )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from ansible.errors import AnsibleFilterError
 from ansible_collections.xcluster.multus.plugins.filter.multus_service_source import FilterModule
 from ansible_collections.xcluster.multus.plugins.plugin_utils import mservice as m
-from ansible.errors import AnsibleFilterError
 
 BOTH = {"multus-proxy": "ok", "multus-service-controller": "ok"}
 ONE = {"multus-proxy": "ok", "multus-service-controller": "missing"}
@@ -63,7 +63,9 @@ def test_what_each_source_gives():
 def test_problems_name_host_value_and_expected():
     p = m.select("prebuilt", "", GOBIN, ONE, "vm-002")
     assert p["source"] == "prebuilt"
-    assert p["problem"].startswith("host vm-002: multus_service_source is prebuilt, multus_service_prebuilt_dir")
+    assert p["problem"].startswith(
+        "host vm-002: multus_service_source is prebuilt, multus_service_prebuilt_dir"
+    )
     assert "/home/u/go/bin/multus-service-controller missing" in p["problem"]
     assert "expected both binaries there and executable" in p["problem"]
     c = m.select("clone", "", GOBIN, BOTH, "vm-002")
@@ -77,8 +79,14 @@ def test_problems_name_host_value_and_expected():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("maybe", "", GOBIN), r"host vm-001: multus_service_source is \"maybe\"; expected one of auto, clone, prebuilt"),
-        (("auto", "", "go/bin"), r"host vm-001: multus_service_prebuilt_dir is \"go/bin\"; expected an absolute path"),
+        (
+            ("maybe", "", GOBIN),
+            r"host vm-001: multus_service_source is \"maybe\"; expected one of auto, clone, prebuilt",
+        ),
+        (
+            ("auto", "", "go/bin"),
+            r"host vm-001: multus_service_prebuilt_dir is \"go/bin\"; expected an absolute path",
+        ),
         (("auto", None, GOBIN), r"host vm-001: multus_service_src_dir is null; expected a path"),
     ],
 )
@@ -104,7 +112,9 @@ def test_the_filter_over_a_gopath(tmp_path):
     gobin = tmp_path / "bin"
     gobin.mkdir()
     assert f("", gopath=str(tmp_path), home="/nonexistent")["source"] == "none"
-    with pytest.raises(AnsibleFilterError, match=r"multus_service_source: host vm-001: no multus-service source"):
+    with pytest.raises(
+        AnsibleFilterError, match=r"multus_service_source: host vm-001: no multus-service source"
+    ):
         f("", gopath=str(tmp_path), required=True, host="vm-001")
     for name in m.BINARIES:
         (gobin / name).write_text("#!/bin/sh\n")

@@ -244,10 +244,14 @@ def test_overlay_item_carries_the_workers_only_files():
     wb = entry("/opt/cni/bin/whereabouts", conf, overlay={"workers_only": [conf]})
     got = p.overlay_item(dict(PLAN, whereabouts=wb), ["multus", "whereabouts"], 1)
     assert got["workers_only"] == [conf]
-    assert conf in {f["dest"] for f in got["sources"][1]["files"]}  # shipped; the .rc removes it on non-workers
+    assert conf in {
+        f["dest"] for f in got["sources"][1]["files"]
+    }  # shipped; the .rc removes it on non-workers
     assert p.overlay_item(PLAN, ["multus"], 1)["workers_only"] == []
     bad = entry("/opt/cni/bin/whereabouts", overlay={"workers_only": [conf]})
-    with pytest.raises(p.PlanError, match=r"vm-003: xcluster_multus_plan\['whereabouts'\].overlay.workers_only names"):
+    with pytest.raises(
+        p.PlanError, match=r"vm-003: xcluster_multus_plan\['whereabouts'\].overlay.workers_only names"
+    ):
         p.overlay_item(dict(PLAN, whereabouts=bad), ["whereabouts"], 1, host="vm-003")
 
 
@@ -302,7 +306,9 @@ def test_nad_check_reads_allow_as_ansible_bool():
         ["ipvlan", ["ipvlan", "whereabouts"]],
         ["macvlan", ["macvlan"]],
     ]
-    with pytest.raises(p.PlanError, match=r"host vm-002: multus_nads_without_plugin is 'maybe'; expected true or false"):
+    with pytest.raises(
+        p.PlanError, match=r"host vm-002: multus_nads_without_plugin is 'maybe'; expected true or false"
+    ):
         p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="maybe", host="vm-002")
 
 
