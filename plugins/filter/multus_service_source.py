@@ -26,7 +26,8 @@ options:
     type: str
     default: auto
   prebuilt_dir:
-    description: The directory of the prebuilt binaries; empty for C($GOPATH/bin) (C($HOME/go/bin) without GOPATH).
+    description:
+      - The directory of the prebuilt binaries; empty for C($GOPATH/bin) (C($HOME/go/bin) without GOPATH).
     type: str
     default: ""
   gopath:
@@ -64,7 +65,7 @@ _value:
 
 
 def _multus_service_source(
-    src_dir, source="auto", prebuilt_dir="", gopath="", home="", required=False, host="this host"
+    src_dir, *, source="auto", prebuilt_dir="", gopath="", home="", required=False, host="this host"
 ):
     try:
         return choose(source, src_dir, prebuilt_dir, gopath, home, required=bool(required), host=host)

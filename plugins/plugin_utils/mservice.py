@@ -74,7 +74,8 @@ def select(source, src_dir, prebuilt_dir, states, host="this host"):
     Raises MserviceError on a value of the wrong kind (source, directories)."""
     if source not in SOURCES:
         raise MserviceError(
-            f"host {host}: multus_service_source is {json.dumps(source)}; expected one of {', '.join(SOURCES)}"
+            f"host {host}: multus_service_source is {json.dumps(source)};"
+            f" expected one of {', '.join(SOURCES)}"
         )
     for name, value in (("multus_service_src_dir", src_dir), ("multus_service_prebuilt_dir", prebuilt_dir)):
         if not isinstance(value, str):
@@ -121,7 +122,9 @@ def select(source, src_dir, prebuilt_dir, states, host="this host"):
             "report": f"prebuilt from {prebuilt_dir}",
             "problem": problem,
         }
-    where = _what(prebuilt_dir, states) if prebuilt_dir else "multus_service_prebuilt_dir empty, no $GOPATH/$HOME"
+    where = (
+        _what(prebuilt_dir, states) if prebuilt_dir else "multus_service_prebuilt_dir empty, no $GOPATH/$HOME"
+    )
     return {
         "source": "none",
         "dir": "",
