@@ -151,7 +151,7 @@ def _plan(data, op, **kw):
                 kw["roles"],
                 kw["bin_dir"],
                 kw["manifest_dir"],
-                allow=bool(kw.get("allow")),
+                allow=kw.get("allow", False),
                 base_only=bool(kw.get("base_only")),
                 host=host,
             )

@@ -18,7 +18,9 @@ A role's entry, ``xcluster_multus_plan[<role>]``, set by the role's ``files`` en
                   ({dest: content} kept with placeholders), base_drop (dests left out with
                   ovl_setup None), files (push_files items only the overlay holds, e.g. the
                   multus config's variants the .rc picks from at boot), conf_src (where the
-                  multus config waits until the activation writes it)
+                  multus config waits until the activation writes it), workers_only (dests
+                  the .rc keeps only on nodes from FIRST_WORKER up, as xcluster's
+                  25whereabouts.rc writes whereabouts.conf)
 
 The list of roles (the registry) exists once, in playbooks/vars/xcluster_multus.yml: one item
 per role, ``{name, auto, not_installed}``; ``auto`` (default true) says whether the role is on
@@ -209,9 +211,9 @@ def remove_lists(plan, roles, keep_dirs=(), host="this host"):
 
 def overlay_item(plan, roles, index, base_only=False, host="this host"):
     """ovl.yml's item for one host: {index, sources: [{name, files, directories}], drop,
-    templates}. Every node index the roles' files hold must be the one the overlay's .rc takes
+    templates, workers_only}. Every node index the roles' files hold must be the one the overlay's .rc takes
     from the host name (``index``)."""
-    sources, drop, templates, wrong, index_vars = [], [], {}, [], []
+    sources, drop, templates, wrong, index_vars, workers_only = [], [], {}, [], [], []
     for role in roles:
         e = _entry(plan, role, host)
         ovl = e.get("overlay") or {}
@@ -227,6 +229,15 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
         sources.append({"name": role, "files": files, "directories": list(e.get("directories") or [])})
         drop += [d for d in ovl.get("drop") or [] if d not in drop]
         templates.update(ovl.get("templates") or {})
+        shipped = {f["dest"] for f in files}
+        for d in ovl.get("workers_only") or []:
+            if d not in shipped:
+                raise PlanError(
+                    f"{host}: xcluster_multus_plan[{role!r}].overlay.workers_only names {d!r}; expected a"
+                    f" file the role ships ({sorted(shipped)})"
+                )
+            if d not in workers_only and d not in drop:
+                workers_only.append(d)
     if wrong:
         first = next(
             (plan[r]["overlay"]["index"] for r in roles if "index" in (plan[r].get("overlay") or {})),
@@ -237,7 +248,13 @@ def overlay_item(plan, roles, index, base_only=False, host="this host"):
             f"host's is {first} ({', '.join(index_vars)}); "
             "expected hosts named vm-NNN without explicit indexes"
         )
-    return {"index": int(index), "sources": sources, "drop": drop, "templates": templates}
+    return {
+        "index": int(index),
+        "sources": sources,
+        "drop": drop,
+        "templates": templates,
+        "workers_only": [d for d in workers_only if d not in drop],
+    }
 
 
 def installed_plugins(plan, roles, bin_dir):
@@ -253,6 +270,22 @@ def installed_plugins(plan, roles, bin_dir):
     return names
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def as_bool(value, name, host="this host"):
+    """A boolean variable as Ansible's ``bool`` reads it: True/False, or a string such as
+    ``-e name=false`` gives (which Python would take as true); anything else raises."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise PlanError(f"host {host}: {name} is {value!r}; expected true or false")
+
+
 def nad_check(plan, roles, bin_dir, manifest_dir, *, allow=False, base_only=False, host="this host"):
     """No example NAD without its plugin (multus.missing_nad_plugins): the manifests are the
     multus role's files in ``manifest_dir`` (with ``base_only``, those the overlay keeps), the
@@ -260,6 +293,7 @@ def nad_check(plan, roles, bin_dir, manifest_dir, *, allow=False, base_only=Fals
     the fixes, unless ``allow``; returns [[nad, [missing plugins]]]."""
     from .multus import MultusError, missing_nad_plugins  # noqa: PLC0415 (multus needs netaddr, plan does not)
 
+    allow = as_bool(allow, "multus_nads_without_plugin", host)
     e = _entry(plan, "multus", host)
     mdir = manifest_dir.rstrip("/") + "/"
     drop = set((e.get("overlay") or {}).get("base_drop") or []) if base_only else set()

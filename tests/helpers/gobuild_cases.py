@@ -136,3 +136,16 @@ def make_tiny_clone(dest, *, crds=("ippools", "overlappingrangeipreservations", 
     git(dest, "commit", "-q", "-m", "tiny")
     git(dest, "tag", "v0.0.1")
     return dest
+
+
+def go_install_gopath(clone, gopath):
+    """What xcluster's seed does in a multus-service clone: go install ./cmd/... with GOPATH set,
+    so the binaries land in $GOPATH/bin (returned)."""
+    gopath = pathlib.Path(gopath)
+    env = go_env()
+    env["GOPATH"] = str(gopath)
+    env.pop("GOBIN", None)
+    subprocess.run(
+        [GO, "install", "./cmd/..."], cwd=clone, env=env, check=True, capture_output=True, timeout=600
+    )
+    return gopath / "bin"

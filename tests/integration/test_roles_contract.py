@@ -16,6 +16,7 @@ Needs root, Go, and the archives of tests/artifacts/build-all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,15 +24,12 @@ import subprocess
 import tarfile
 
 import gobuild_cases  # tests/helpers
+import labrun  # tests/helpers
 import pytest
-from nodetree import delta, snapshot
+from nodetree import delta
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
+REPO = labrun.REPO
+LAB_VARS = labrun.LAB_VARS
 
 
 def _gobuild_cases():
@@ -39,72 +37,29 @@ def _gobuild_cases():
     return gobuild_cases
 
 
-class Lab:
-    def __init__(self, env):
-        self.env = env
-        self.state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-        self.inventory = os.path.join(self.state, "inventory.yml")
-        self.upper = os.path.join(self.state, "nodes", "vm-001", "upper")
-        self.fresh = None
-
-    def ssh(self, cmd):
-        p = subprocess.run(
-            [LABCMD, "ssh", "1", cmd], env=self.env, capture_output=True, text=True, check=False
-        )
-        assert p.returncode == 0, f"vm-001: {cmd}: {p.stdout[-2000:]} {p.stderr[-2000:]}"
-        return p.stdout
+class Lab(labrun.Lab):
+    def ssh(self, cmd):  # the lab's one node
+        return super().ssh(1, cmd)
 
     def play(self, playbook, *args, cwd=REPO, env=None):
-        cmd = [
-            os.path.join(VENV_BIN, "ansible-playbook"),
-            "-i",
-            self.inventory,
-            playbook,
-            "-e",
-            f"@{LAB_VARS}",
-            *args,
-        ]
-        p = subprocess.run(
-            cmd, env=env or self.env, cwd=cwd, capture_output=True, text=True, timeout=1200, check=False
-        )
-        out = p.stdout + p.stderr
-        assert p.returncode == 0, out[-8000:]
-        return out
+        r = super().play(playbook, *args, cwd=cwd, env=env)
+        assert r.rc == 0, r.out[-8000:]
+        return r.out
 
     def changes(self):
-        return delta(self.fresh, snapshot(self.upper))
+        return delta(self.fresh, self.upper(1))
 
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
+    labrun.require_lab()
     cases = _gobuild_cases()
     if cases.GO is None:
         pytest.skip("the go command is needed (/usr/local/go/bin/go)")
-    env = dict(os.environ, **cases.go_env())
-    for var in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
-        env.pop(var, None)
-    env.update(
-        PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # messages on one line, unwrapped
-        LAB="netns",
-        LAB_PREFIX=f"xrc{os.getpid() % 100000}",
-        LAB_NET="auto",
-        LAB_NODES="1",
-    )
-    lab = Lab(env)
-    try:
-        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
-        lab.fresh = snapshot(lab.upper)
+    lab = Lab(labrun.lab_env(f"xrc{os.getpid() % 100000}", 1, base=dict(os.environ, **cases.go_env())))
+    with labrun.running(lab):
+        lab.fresh = lab.upper(1)
         yield lab
-    finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
 
 
 def _daemon(lab, name):
@@ -238,3 +193,38 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
     assert "CHANGED: removed /etc/xcluster-sixth" in out
     assert lab.ssh("ls /etc/xcluster-sixth 2>&1 || true").strip().endswith("No such file or directory")
     assert lab.changes() == before, "uninstall left something"
+
+
+def test_site_and_ovl_take_prebuilt_binaries_from_gopath_bin(lab, tmp_path):
+    """xcluster's way: go install ./cmd/... in the multus-service clone, no clone given to us:
+    site.yml pushes $GOPATH/bin's binaries and says so; ovl/tar ships the same bytes."""
+    clone = _gobuild_cases().make_tiny_clone(tmp_path / "clone")
+    gobin = _gobuild_cases().go_install_gopath(clone, tmp_path / "gopath")
+    env = dict(lab.env, GOPATH=str(tmp_path / "gopath"))
+    want = {
+        n: hashlib.sha256((gobin / n).read_bytes()).hexdigest()
+        for n in ("multus-proxy", "multus-service-controller")
+    }
+    out = lab.play("site.yml", env=env)
+    assert re.search(rf"multus_service\s+prebuilt from {re.escape(str(gobin))} \| changed: /bin/", out), out[
+        -4000:
+    ]
+    got = lab.ssh("sha256sum /bin/multus-proxy /bin/multus-service-controller").split()
+    assert {os.path.basename(got[1]): got[0], os.path.basename(got[3]): got[2]} == want
+    dest = tmp_path / "multus.tar"
+    p = subprocess.run(
+        [os.path.join(REPO, "ovl", "tar"), str(dest)],
+        env=dict(env, OVL_INVENTORY=lab.inventory, OVL_VARS=LAB_VARS),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr[-4000:]
+    with tarfile.open(dest) as t:
+        for name, sha in want.items():
+            assert hashlib.sha256(t.extractfile(f"bin/{name}").read()).hexdigest() == sha
+    out = lab.play("playbooks/uninstall.yml", env=env)
+    assert (
+        lab.ssh("ls /bin/multus-proxy /bin/multus-service-controller 2>&1 || true").count("No such file") == 2
+    )

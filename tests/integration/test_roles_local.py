@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 
+import gobuild_cases
 import pytest
 import yaml
 from gobuild_cases import REPO, VENV_BIN, go_env, make_tiny_clone
@@ -49,6 +50,9 @@ class Run:
         )
         self.env.pop("WHEREABOUTS_DIR", None)
         self.env.pop("MSERVICE_DIR", None)
+        self.env["GOPATH"] = str(
+            tmp_path / "gopath"
+        )  # no prebuilt multus-service unless a test puts it there
 
     def node_vars(self):
         r = self.root
@@ -454,7 +458,25 @@ def test_multus_service_start_reports_a_daemon_that_exits(run, tiny_clone):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({}, r"vm-001: multus_service_src_dir is empty \(and \$MSERVICE_DIR is unset\)"),
+        (
+            {},
+            r"vm-001: no multus-service source: "
+            r"multus_service_src_dir is empty \(and \$MSERVICE_DIR is unset\)",
+        ),
+        (
+            {"multus_service_source": "prebuilt", "PREBUILT": "multus-proxy"},
+            r"vm-001: multus_service_source is prebuilt, "
+            r"multus_service_prebuilt_dir is \"[^\"]*/gopath/bin\": "
+            r"\S*/multus-proxy ok, \S*/multus-service-controller missing; expected both binaries",
+        ),
+        (
+            {"multus_service_source": "clone", "PREBUILT": "multus-proxy multus-service-controller"},
+            r"vm-001: multus_service_source is clone but multus_service_src_dir is empty",
+        ),
+        (
+            {"multus_service_prebuilt_dir": "go/bin"},
+            r"vm-001: multus_service_prebuilt_dir is \"go/bin\"; expected an absolute",
+        ),
         ({"multus_service_src_dir": "/nonexistent/ms"}, r"vm-001: src: /nonexistent/ms does not exist"),
         ({"multus_service_port": 70000, "CLONE": 1}, r"vm-001: multus_service_port 70000"),
         (
@@ -468,7 +490,38 @@ def test_multus_service_clear_errors(run, tmp_path, extra, message):
     extra = dict(extra)
     if extra.pop("CLONE", None):
         extra["multus_service_src_dir"] = str(make_tiny_clone(tmp_path / "clone"))
+    for name in extra.pop("PREBUILT", "").split():
+        gobin = tmp_path / "gopath" / "bin"
+        gobin.mkdir(parents=True, exist_ok=True)
+        (gobin / name).write_text("#!/bin/sh\n")
+        (gobin / name).chmod(0o755)
     p = run(["multus_service"], extra)
     assert p.returncode != 0
     assert re.search(message, p.text), p.text[-4000:]
     assert not (run.root / "bin").exists()
+
+
+def test_multus_service_prebuilt_from_gopath_bin(run, tiny_clone, tmp_path):
+    """xcluster's way: go install ./cmd/... in the clone puts both binaries in $GOPATH/bin; with
+    no clone given, the role takes them from there (auto), and says so."""
+    gobin = gobuild_cases.go_install_gopath(tiny_clone, tmp_path / "gopath")
+    p1 = _ok(run(["multus_service"], {}))
+    assert p1.data["multus_service_build"]["skipped"] is True  # nothing built
+    assert p1.data["summary_multus_service"]["version"] == f"prebuilt from {gobin}"
+    for name in ("multus-proxy", "multus-service-controller"):
+        assert (run.root / "bin" / name).read_bytes() == (gobin / name).read_bytes()
+        assert _mode(run.root / "bin" / name) == "0o755"
+    assert (run.root / "etc/kubernetes/multus-service/svc.yaml").exists()
+    p2 = _ok(run(["multus_service"], {}))
+    assert p2.recap.group(2) == "0"
+    # a clone given wins (auto): built from it, and said so
+    p3 = _ok(run(["multus_service"], {"multus_service_src_dir": str(tiny_clone)}))
+    assert p3.data["multus_service_build"]["built"] is True
+    assert p3.data["summary_multus_service"]["version"].endswith(f", built from the clone {tiny_clone}")
+    # one of them not executable: auto finds no source, and says what it found
+    (gobin / "multus-proxy").chmod(0o644)
+    p4 = run(["multus_service"], {})
+    assert p4.returncode != 0
+    assert re.search(rf"vm-001: no multus-service source: .*{gobin}/multus-proxy not executable", p4.text), (
+        p4.text[-3000:]
+    )

@@ -35,16 +35,13 @@ import re
 import shlex
 import subprocess
 
+import labrun  # tests/helpers
 import pytest
 import yaml
 from nodetree import delta, snapshot
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = os.path.join(CACHE, "archives")
+REPO = labrun.REPO
+ARCHIVES = labrun.ARCHIVES_DIR
 MULTUS = "multus-cni_3.9.3_linux_amd64.tar.gz"
 NODES = (1, 2, 3)
 TOKEN = "xcm-fault-token-c2VjcmV0LWZhdWx0cw"
@@ -58,22 +55,16 @@ SECRET_VARS = {
 KUBECONFIG = "etc/kubernetes/kubeconfig.token"
 
 
-class Lab:
+class Lab(labrun.Lab):
     def __init__(self, env, tmp):
-        self.env, self.tmp = env, tmp
-        self.prefix = env["LAB_PREFIX"]
-        self.state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), self.prefix)
-        self.inventory = os.path.join(self.state, "inventory.yml")
-        self.fresh = None
-
-    def node_dir(self, n):
-        return os.path.join(self.state, "nodes", f"vm-{n:03d}")
+        super().__init__(env)
+        self.tmp = tmp
 
     def snapshot(self):
         """Each node's writes: its overlay upper dirs and its private /tmp."""
         return {
             n: {
-                **snapshot(os.path.join(self.node_dir(n), "upper")),
+                **self.upper(n),
                 **{"tmp/" + k: v for k, v in snapshot(os.path.join(self.node_dir(n), "tmp")).items()},
             }
             for n in NODES
@@ -82,13 +73,6 @@ class Lab:
     def changes(self):
         now = self.snapshot()
         return {n: delta(self.fresh[n], now[n]) for n in NODES}
-
-    def ssh(self, node, cmd):
-        p = subprocess.run(
-            [LABCMD, "ssh", str(node), cmd], env=self.env, capture_output=True, text=True, check=False
-        )
-        assert p.returncode == 0, f"vm-{node:03d}: {cmd[:300]}: {p.stdout[-2000:]} {p.stderr[-2000:]}"
-        return p.stdout
 
     def close_masters(self):
         """No ssh control master left from earlier commands: every run connects anew."""
@@ -118,66 +102,22 @@ class Lab:
         vf = os.path.join(self.tmp, "vars.json")
         with open(vf, "w") as f:
             json.dump({**SECRET_VARS, **(extra or {})}, f)
-        cmd = [
-            os.path.join(VENV_BIN, "ansible-playbook"),
-            "-i",
-            inventory or self.inventory,
-            "site.yml",
-            "-e",
-            f"@{LAB_VARS}",
-            "-e",
-            f"@{vf}",
-            *args,
-        ]
         self.close_masters()
-        p = subprocess.run(
-            cmd,
-            env={**self.env, **(env or {})},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-        out = p.stdout + p.stderr
-        assert (p.returncode == 0) == ok, out[-8000:]
-        assert TOKEN not in out, "the kubeconfig token showed in the output"
-        recap = {
-            m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-            for m in re.finditer(r"^(\S+)\s+:\s+(ok=.*)$", out, re.M)
-        }
-        return out, recap
+        env = {**self.env, **(env or {})}
+        r = super().play("site.yml", "-e", f"@{vf}", *args, inventory=inventory, env=env)
+        assert (r.rc == 0) == ok, r.out[-8000:]
+        assert TOKEN not in r.out, "the kubeconfig token showed in the output"
+        return r.out, r.recap
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [
-        a
-        for a in ("cni-plugins-linux-amd64-v1.0.1.tgz", MULTUS)
-        if not os.path.isfile(os.path.join(ARCHIVES, a))
-    ]
-    assert not missing, f"{missing} missing in {ARCHIVES}: run tests/artifacts/build-all"
+    labrun.require_lab()
     tmp = str(tmp_path_factory.mktemp("faults"))
-    env = dict(os.environ, LAB="netns", LAB_PREFIX=f"xsf{os.getpid() % 100000}", LAB_NET="auto")
-    env.update(
-        LAB_NODES=str(len(NODES)),
-        PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # messages on one line, unwrapped
-    )
-    for var in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):  # the lab's defaults; the base roles
-        env.pop(var, None)
-    lab = Lab(env, tmp)
-    try:
-        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
+    lab = Lab(labrun.lab_env(f"xsf{os.getpid() % 100000}", len(NODES)), tmp)  # the base roles only
+    with labrun.running(lab):
         lab.fresh = lab.snapshot()
         yield lab
-    finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
 
 
 # ------------------------------------------------------------------- 1. preflight faults
@@ -341,15 +281,9 @@ def test_node_unreachable_mid_run_then_rerun_converges(lab):
         assert delta(after1[n], after2[n]) == {}, f"vm-00{n} changed by the rerun"
     # vm-002: only the activation's doing; no file installed again (push_files' records, which
     # a new install rewrites with the new file's inode and ctime, are as the first run left them)
-    assert set(delta(after1[2], after2[2])) == {
-        "etc/cni/net.d/10-bridge.conf",
-        "etc/cni/net.d/10-multus.conf",
-        "etc/cni/multus/net.d/bridge.conf",
-        "var/lib/xcluster-multus/base.conf",
-        "var/lib/xcluster-multus/base.path",
-        "var/lib/xcluster-multus/moved.path",
-        "var/lib/xcluster-multus/links-up",
-    } | {k for k in after2[2] if k.startswith("etc/cni/multus") and k not in after1[2]}
+    assert set(delta(after1[2], after2[2])) == {"etc/cni/net.d/10-bridge.conf", *labrun.ACTIVATION_MADE} | {
+        k for k in after2[2] if k.startswith("etc/cni/multus") and k not in after1[2]
+    }
     ch = {n: delta(lab.fresh[n], after2[n]) for n in NODES}
     assert set(ch[2]) == set(ch[1]) == set(ch[3])
     assert _bin(ch[2]) == _bin(ch[1]) == _bin(ch[3])

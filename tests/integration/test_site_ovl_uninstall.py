@@ -29,15 +29,13 @@ import re
 import subprocess
 import tarfile
 
+import labrun  # tests/helpers
 import pytest
-from nodetree import delta, snapshot
+from nodetree import delta
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
+REPO = labrun.REPO
+LAB_VARS = labrun.LAB_VARS
+CACHE = labrun.CACHE
 NODES = (1, 2)
 RC = "etc/init.d/27multus.rc"
 PROFILE = "etc/profile"
@@ -46,20 +44,13 @@ TOKEN = "lab-token-c2VjcmV0LWluLXRoZS1sYWI"  # the lab's whereabouts kubeconfig 
 EPOCH = "1700000000"
 RECORDS = "var/lib/xcluster-multus/push"  # push_files' records (its state_dir)
 # what the activation makes on a node (the same with the overlay's .rc and the live push)
-ACTIVATION_MADE = {
-    "etc/cni/net.d/10-multus.conf",
-    "etc/cni/multus/net.d/bridge.conf",
-    "var/lib/xcluster-multus/base.conf",
-    "var/lib/xcluster-multus/base.path",
-    "var/lib/xcluster-multus/moved.path",
-    "var/lib/xcluster-multus/links-up",
-}
+ACTIVATION_MADE = labrun.ACTIVATION_MADE
 
 
 def go_env():
     gocache = os.path.join(CACHE, "go")
     return {
-        "PATH": os.pathsep.join([VENV_BIN, "/usr/local/go/bin", os.environ.get("PATH", "")]),
+        "PATH": os.pathsep.join([labrun.VENV_BIN, "/usr/local/go/bin", os.environ.get("PATH", "")]),
         "GOFLAGS": "-modcacherw",
         "GOTOOLCHAIN": "local",
         "GOMODCACHE": os.path.join(gocache, "modcache"),
@@ -75,22 +66,13 @@ def without_records(changes):
     return {k: v for k, v in changes.items() if not is_record(k)}
 
 
-class Lab:
+class Lab(labrun.Lab):
     def __init__(self, name, env, tmp):
-        self.name, self.env, self.tmp = name, env, tmp
-        self.state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-        self.inventory = os.path.join(self.state, "inventory.yml")
-        self.fresh = None
-
-    def ssh(self, node, cmd, data=None):
-        p = subprocess.run(
-            [LABCMD, "ssh", str(node), cmd], env=self.env, input=data, capture_output=True, check=False
-        )
-        assert p.returncode == 0, f"{self.name} vm-00{node}: {cmd}: {p.stdout[-2000:]!r} {p.stderr[-2000:]!r}"
-        return p.stdout.decode()
+        super().__init__(env, name)
+        self.tmp = tmp
 
     def snapshot(self):
-        return {n: snapshot(os.path.join(self.state, "nodes", f"vm-00{n}", "upper")) for n in NODES}
+        return {n: self.upper(n) for n in NODES}
 
     def changes(self):
         """What changed on each node since the lab was fresh."""
@@ -109,10 +91,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
+    labrun.require_lab()
     tmp = str(tmp_path_factory.mktemp("site"))
     env = dict(os.environ, **go_env())
     env.pop("ARCHIVE", None)  # the lab's group_vars then use the cache's archives/
@@ -131,45 +110,28 @@ def ctx(tmp_path_factory):
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
     )
-    labs = {}
-    try:
-        for name in ("a", "b"):
-            lab_env = dict(
-                env,
-                LAB="netns",
-                LAB_PREFIX=f"xso{os.getpid() % 10000}{name}",
-                LAB_NET="auto",
-                LAB_NODES=str(len(NODES)),
-            )
-            labs[name] = Lab(name, lab_env, tmp)
-            p = subprocess.run(
-                [LABCMD, "up"], env=lab_env, capture_output=True, text=True, timeout=600, check=False
-            )
-            assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
-            labs[name].fresh = labs[name].snapshot()
-        yield {"env": env, "tmp": tmp, "a": labs["a"], "b": labs["b"]}
-    finally:
+    sources = {k: env[k] for k in ("WHEREABOUTS_DIR", "MSERVICE_DIR")}  # the stand-in clones
+    labs = {
+        n: Lab(
+            n,
+            labrun.lab_env(
+                f"xso{os.getpid() % 10000}{n}", len(NODES), base=env, json_results=False, **sources
+            ),
+            tmp,
+        )
+        for n in ("a", "b")
+    }
+    with labrun.running(*labs.values()):
         for lab in labs.values():
-            subprocess.run([LABCMD, "down"], env=lab.env, capture_output=True, check=False)
+            lab.fresh = lab.snapshot()
+        yield {"env": env, "tmp": tmp, "a": labs["a"], "b": labs["b"]}
 
 
 def play(lab, playbook, *args, cwd=REPO, env=None, ok=True):
-    cmd = [
-        os.path.join(VENV_BIN, "ansible-playbook"),
-        "-i",
-        lab.inventory,
-        playbook,
-        "-e",
-        f"@{LAB_VARS}",
-        *args,
-    ]
-    p = subprocess.run(
-        cmd, env=env or lab.env, cwd=cwd, capture_output=True, text=True, timeout=1200, check=False
-    )
-    out = p.stdout + p.stderr
-    assert (p.returncode == 0) == ok, out[-6000:]
-    assert TOKEN not in out, "a secret showed in the output"
-    return out
+    r = lab.play(playbook, *args, cwd=cwd, env=env)
+    assert (r.rc == 0) == ok, r.out[-6000:]
+    assert TOKEN not in r.out, "a secret showed in the output"
+    return r.out
 
 
 def ovl_tar(ctx, *args, out="-", env_extra=None):
@@ -309,7 +271,7 @@ def test_import_playbook_from_the_installed_collection(ctx, tmp_path):
     b = ctx["b"]
     env = dict(ctx["env"])
     env.pop("ANSIBLE_CONFIG")
-    ag = os.path.join(VENV_BIN, "ansible-galaxy")
+    ag = os.path.join(labrun.VENV_BIN, "ansible-galaxy")
     subprocess.run(
         [ag, "collection", "build", "--output-path", str(tmp_path), REPO],
         cwd=tmp_path,

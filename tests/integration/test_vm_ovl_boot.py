@@ -22,14 +22,11 @@ import os
 import shutil
 import subprocess
 
+import labrun  # tests/helpers
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
+REPO = labrun.REPO
+LAB_VARS = labrun.LAB_VARS
 NODES = (1, 2)
 
 pytestmark = [
@@ -51,8 +48,7 @@ def base_conf(n):
 
 @pytest.fixture(scope="module")
 def multus_ovl(tmp_path_factory):
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
+    labrun.require_lab()  # (root and qemu: pytestmark)
     tmp = tmp_path_factory.mktemp("ovl")
     # the overlay's hosts and the lab's variables (its group_vars), as for the lab's inventory
     (tmp / "group_vars").symlink_to(os.path.join(REPO, "tests", "lab", "group_vars"))
@@ -79,17 +75,11 @@ def multus_ovl(tmp_path_factory):
         check=False,
     )
     assert p.returncode == 0, p.stderr[-4000:]
-    # without that ask the overlay is refused, naming the NAD and the plugin (the lab's variables
-    # ask for it: a copy of them that does not; OVL_VARS come after the command line's -e)
-    with open(LAB_VARS) as f:
-        lab_vars = f.read()
-    assert "\nmultus_nads_without_plugin: true\n" in lab_vars
-    (tmp / "no-ask.yml").write_text(
-        lab_vars.replace("\nmultus_nads_without_plugin: true\n", "\nmultus_nads_without_plugin: false\n")
-    )
+    # without that ask the overlay is refused, naming the NAD and the plugin (an explicit -e
+    # wins over the lab's variables in OVL_VARS, which ask for it)
     q = subprocess.run(
-        [os.path.join(REPO, "ovl", "tar"), "-"],
-        env=dict(env, OVL_VARS=str(tmp / "no-ask.yml")),
+        [os.path.join(REPO, "ovl", "tar"), "-", "-e", "multus_nads_without_plugin=false"],
+        env=env,
         capture_output=True,
         timeout=900,
         check=False,
@@ -107,25 +97,19 @@ def test_vms_booted_from_overlays(multus_ovl, tmp_path, bridge_rc):
         env=dict(os.environ, LAB_BRIDGE_RC=bridge_rc),
         check=True,
     )
-    env = dict(
-        os.environ,
-        LAB="vm",
-        LAB_NODES=str(len(NODES)),
-        LAB_PREFIX=f"xvo{os.getpid() % 10000}{bridge_rc[:2]}",
-        LAB_NET="auto",
-        LAB_SSH_TIMEOUT="400",
-        LAB_OVLS=f"{base} {multus_ovl}",
+    lab = labrun.Lab(
+        labrun.lab_env(
+            f"xvo{os.getpid() % 10000}{bridge_rc[:2]}",
+            len(NODES),
+            backend="vm",
+            json_results=False,
+            LAB_SSH_TIMEOUT="400",
+            LAB_OVLS=f"{base} {multus_ovl}",
+        )
     )
-    state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-
-    def ssh(n, cmd):
-        p = subprocess.run([LABCMD, "ssh", str(n), cmd], env=env, capture_output=True, text=True, check=False)
-        assert p.returncode == 0, f"vm-00{n}: {cmd}: {p.stdout[-2000:]} {p.stderr[-2000:]}"
-        return p.stdout
-
+    ssh = lab.ssh
     try:
-        up = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=900, check=False)
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        lab.up(timeout=900)
         for n in NODES:
             log = ssh(n, "cat /var/log/lab-rc.log")
             order = [ln[3:] for ln in log.splitlines() if ln.startswith("== ") and not ln.endswith("exited")]
@@ -146,14 +130,8 @@ def test_vms_booted_from_overlays(multus_ovl, tmp_path, bridge_rc):
             info = [ln for ln in profile.splitlines() if ln.startswith("CNI_INFO=")]
             assert info == ["CNI_INFO=multus+bridge"], profile
         # the seed's basic check, on VMs nothing was pushed to
-        p = subprocess.run(
-            [os.path.join(VENV_BIN, "ansible-playbook"), "-i", os.path.join(state, "inventory.yml"),
-             os.path.join(REPO, "playbooks", "basic.yml"), "-e", "basic_ipvlan=required"],
-            env=dict(env, PATH=os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")]),
-                     ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
-            capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
-        assert p.returncode == 0, p.stdout[-6000:]
-        assert "failed=0" in p.stdout
+        p = lab.play("playbooks/basic.yml", "-e", "basic_ipvlan=required", vars_files=())
+        assert p.rc == 0, p.out[-6000:]
+        assert "failed=0" in p.out
     finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, timeout=300, check=False)
+        lab.down()

@@ -293,7 +293,7 @@ def test_boot_subst_is_the_placeholder_rule_on_string_values():
 # ------------------------------------------------------------------------- the .rc
 
 
-def render_rc(tmp, delegates=True, max_index=200, profile=None):
+def render_rc(tmp, delegates=True, max_index=200, profile=None, workers_only=()):
     env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["quote"] = shlex.quote
     activate = tmp / "activate"
@@ -313,6 +313,7 @@ def render_rc(tmp, delegates=True, max_index=200, profile=None):
         _ovl_profile=str(tmp / "profile"),
         _ovl_cni_info="multus+bridge",
         multus_activate_path=str(activate),
+        _ovl_workers_only=list(workers_only),
     )
     rc = tmp / "27multus.rc"
     rc.write_text(text)
@@ -402,3 +403,46 @@ def test_rc_takes_delegates_from_the_profile_at_boot(tmp_path, built_delegates, 
     assert (tmp_path / "10-multus.conf").read_text() == want
     prof = (tmp_path / "profile").read_text()
     assert prof.count("CNI_INFO=") == 1 and "CNI_INFO=multus+bridge\n" in prof
+
+
+WB_CONF = '{\n  "datastore": "kubernetes"\n}\n'
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("hostname", "profile", "kept", "says"),
+    [
+        ("vm-001", None, True, None),  # FIRST_WORKER default 1: every cluster node
+        ("vm-001", "FIRST_WORKER=2\n", False, "not a worker (index 1, FIRST_WORKER 2): removed"),
+        ("vm-002", "export FIRST_WORKER=2\n", True, None),
+        ("vm-004", "FIRST_WORKER=5\n", False, "not a worker (index 4, FIRST_WORKER 5)"),
+        ("vm-200", "FIRST_WORKER=3\n", True, None),
+        ("vm-201", None, False, "not a worker (index 201, FIRST_WORKER 1)"),  # a router
+        ("node-1", None, False, "not a worker (index none, FIRST_WORKER 1)"),
+        ("vm-002", "FIRST_WORKER=two\n", True, "ERROR: FIRST_WORKER 'two'"),
+    ],
+)
+def test_rc_keeps_whereabouts_conf_from_first_worker(tmp_path, hostname, profile, kept, says):
+    """xcluster's 25whereabouts.rc: whereabouts.conf only on nodes FIRST_WORKER..200 (FIRST_WORKER
+    from /etc/profile at boot, default 1); the multus activation itself is not affected."""
+    conf = tmp_path / "whereabouts.d/whereabouts.conf"
+    conf.parent.mkdir()
+    conf.write_text(WB_CONF)
+    rc = render_rc(tmp_path, profile=profile, workers_only=[str(conf)])
+    p = run_rc("dash", rc, hostname)
+    assert conf.exists() == kept, p.stdout + p.stderr
+    if says:
+        assert says in p.stdout + p.stderr
+    if kept:
+        assert conf.read_text() == WB_CONF
+    if hostname.startswith("vm-") and int(hostname[3:]) <= 200:
+        assert p.returncode == 0, p.stderr
+        assert (tmp_path / "activated").read_text() == "activate apply\n"  # activated whatever FIRST_WORKER
+
+
+@needs_root
+def test_rc_without_workers_only_files_ignores_first_worker(tmp_path):
+    rc = render_rc(tmp_path, profile="FIRST_WORKER=5\n")
+    assert "FIRST_WORKER" not in rc.read_text().split("unset DELEGATES FIRST_WORKER", 1)[1]
+    p = run_rc("dash", rc, "vm-001")
+    assert p.returncode == 0 and "not a worker" not in p.stdout

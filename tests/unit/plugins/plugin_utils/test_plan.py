@@ -239,6 +239,22 @@ def test_overlay_item_carries_the_overlay_only_files():
     assert variant not in p.push_items(plan, ["multus"])["files"]  # never pushed live
 
 
+def test_overlay_item_carries_the_workers_only_files():
+    conf = "/etc/cni/net.d/whereabouts.d/whereabouts.conf"
+    wb = entry("/opt/cni/bin/whereabouts", conf, overlay={"workers_only": [conf]})
+    got = p.overlay_item(dict(PLAN, whereabouts=wb), ["multus", "whereabouts"], 1)
+    assert got["workers_only"] == [conf]
+    assert conf in {
+        f["dest"] for f in got["sources"][1]["files"]
+    }  # shipped; the .rc removes it on non-workers
+    assert p.overlay_item(PLAN, ["multus"], 1)["workers_only"] == []
+    bad = entry("/opt/cni/bin/whereabouts", overlay={"workers_only": [conf]})
+    with pytest.raises(
+        p.PlanError, match=r"vm-003: xcluster_multus_plan\['whereabouts'\].overlay.workers_only names"
+    ):
+        p.overlay_item(dict(PLAN, whereabouts=bad), ["whereabouts"], 1, host="vm-003")
+
+
 def _nad(name, cfg):
     return (
         "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
@@ -280,6 +296,20 @@ def test_nad_check_names_host_nad_plugin_and_fixes():
     cni = entry(f"{BIN}/ipvlan", f"{BIN}/macvlan", f"{BIN}/host-local")
     plan = dict(NAD_PLAN, cni_plugins=cni, whereabouts=entry(f"{BIN}/whereabouts"))
     assert p.nad_check(plan, [*NAD_ROLES, "whereabouts"], BIN, MDIR) == []
+
+
+def test_nad_check_reads_allow_as_ansible_bool():
+    # -e multus_nads_without_plugin=false gives the string "false": not an allow
+    with pytest.raises(p.PlanError, match=r"NAD ipvlan uses"):
+        p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="false", host="vm-002")
+    assert p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="True") == [
+        ["ipvlan", ["ipvlan", "whereabouts"]],
+        ["macvlan", ["macvlan"]],
+    ]
+    with pytest.raises(
+        p.PlanError, match=r"host vm-002: multus_nads_without_plugin is 'maybe'; expected true or false"
+    ):
+        p.nad_check(NAD_PLAN, NAD_ROLES, BIN, MDIR, allow="maybe", host="vm-002")
 
 
 def test_secret():
