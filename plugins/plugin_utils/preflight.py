@@ -42,7 +42,7 @@ def _int(value):
             return 0
 
 
-def _same_archive(kind, host, mine, want):
+def same_archive(kind, host, mine, want):
     """Every host of the play asks for the archive the first one asks for (it is fetched once)."""
     if mine == want:
         return []
@@ -68,7 +68,7 @@ def cni_plugins_inputs(host, v):
             """ on the command line: -e '{"cni_plugins_list": ["bridge", "host-local"]}'),"""
             f" cni_plugins_archive_dirs a list of directories (got {_j(v['cni_plugins_archive_dirs'])})"
         )
-    out += _same_archive("cni-plugins", host, v["mine"], v["want"])
+    out += same_archive("cni-plugins", host, v["mine"], v["want"])
     artifact = v["artifact"]
     shipped = [f for f in artifact["files"] if "/" not in f and f not in v["not_plugins"]]
     if list_ok:
@@ -112,7 +112,7 @@ def multus_inputs(host, v):
             " multus_kubeconfig_content or as multus_kubeconfig_server together with multus_kubeconfig_token,"
             " and needs multus_kubeconfig (the path) set"
         )
-    same = _same_archive("multus", host, v["mine"], v["want"])
+    same = same_archive("multus", host, v["mine"], v["want"])
     artifact, flavour = v["artifact"], v["flavour"]
     if same:
         out += same

@@ -1,0 +1,80 @@
+#!/usr/bin/python
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Documentation only: the work is done on the controller by plugins/action/role_plan.py.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: role_plan
+short_description: The roles' preflight and rendering for one host, on the controller
+version_added: "0.1.0"
+description:
+  - Runs entirely on the controller and never contacts the host it runs for. It is each role's
+    entry point C(preflight) (and C(files)), and playbooks/tasks/preflight.yml's one task per
+    host for all the host's roles.
+  - "With O(scope=host), for each role of O(roles) in order: the role's variables (its
+    C(defaults/main.yml) under the host's variables, its C(vars/main.yml) over both, as
+    C(include_role) layers them) are checked against the role's own argument spec
+    (C(meta/argument_specs.yml), entry point C(preflight)), then against the role's cross-field
+    checks (C(plugins/plugin_utils/preflight.py)); the release archive a role installs is found,
+    verified and unpacked once per run for each request (C(plugins/plugin_utils/artifacts.py));
+    then the role's files are rendered into its entry of the contract
+    C(xcluster_multus_plan[<role>]) (files, secrets, directories, report, overlay...), set as a
+    host fact with the role's private facts its later entry points read."
+  - "With O(scope=play) (use it with C(run_once=true) after the host scope), the checks across the
+    play's hosts over the facts the host scope set: every host asks for the same archive; node
+    indexes unique, node-local ranges disjoint."
+  - "A problem fails naming the host, the value and what is expected. It always reports
+    C(changed=false) and runs the same in check mode."
+options:
+  roles:
+    description:
+      - The roles, by name (V(cni_plugins), V(node_local)), in the order they run.
+    type: list
+    elements: str
+    required: true
+  scope:
+    description:
+      - V(host) checks and renders this host; V(play) checks across the play's hosts.
+    type: str
+    choices: [host, play]
+    default: host
+  unknown:
+    description:
+      - What a role without a plan in C(plugins/plugin_utils/roleplan.py) does. V(fail) fails;
+        V(skip) leaves it out (the result's RV(roles) says which roles were planned), for a
+        playbook that includes such a role's own entry point C(preflight) instead.
+    type: str
+    choices: [fail, skip]
+    default: fail
+author:
+  - xcluster.multus contributors
+notes:
+  - Controller only, check mode and any connection.
+"""
+
+EXAMPLES = r"""
+- name: Check this host's inputs and render its files (the contract)
+  xcluster.multus.role_plan:
+    roles: [cni_plugins, node_local]
+
+- name: Check across the play's hosts (one archive, indexes, ranges)
+  xcluster.multus.role_plan:
+    roles: [cni_plugins, node_local]
+    scope: play
+  run_once: true
+"""
+
+RETURN = r"""
+roles:
+  description: The roles planned (or checked), in order.
+  returned: success
+  type: list
+  elements: str
+ansible_facts:
+  description: With O(scope=host), xcluster_multus_plan with each role's entry, and the roles' private facts.
+  returned: success
+  type: dict
+"""

@@ -1,0 +1,195 @@
+# Copyright: xcluster.multus contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""A role's preflight and rendering without Ansible (plugins/plugin_utils/roleplan.py): the
+variables layered as include_role does, checked against the role's own argument spec, the
+cross-field and play checks naming host and value, the archive resolved once per run and
+request, the files each role renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+
+import pytest
+import yaml
+from ansible.plugins.filter.core import to_nice_json
+from ansible_collections.xcluster.multus.plugins.plugin_utils import roleplan as rp
+
+REPO = pathlib.Path(__file__).resolve().parents[4]
+
+
+def role_files(role):
+    d = REPO / "roles" / role
+    load = lambda p: yaml.safe_load((d / p).read_text()) or {}  # noqa: E731
+    return load("defaults/main.yml"), load("vars/main.yml"), load("meta/argument_specs.yml")
+
+
+def role_values(role, **over):
+    defaults, internal, specs = role_files(role)
+    return {**rp.layered(defaults, over, internal)}, rp.role_spec(specs, role)
+
+
+ARTIFACT = {
+    "archive": "cni-plugins-linux-amd64-v1.0.1.tgz",
+    "version": "v1.0.1",
+    "root": "/cache/unpacked/abc",
+    "files": ["bridge", "host-local", "LICENSE", "README.md", "d/x", "macvlan"],
+}
+
+
+def test_layered_host_vars_win_over_defaults_role_vars_over_both():
+    out = rp.layered({"a": 1, "b": 2}, {"b": 20, "c": 30}, {"_i": 5})
+    assert out == {"a": 1, "b": 20, "_i": 5}  # c is not the role's
+
+
+@pytest.mark.parametrize("role", ["cni_plugins", "node_local", "multus", "whereabouts", "multus_service"])
+def test_every_roles_defaults_fit_its_own_spec(role):
+    v, spec = role_values(role)
+    if role == "multus":  # defaults that are templates (the node index from node_local's)
+        v.update(multus_node_index=None, multus_node_index_pattern="^vm-0*([1-9][0-9]*)$",
+                 multus_kubectl_kubeconfig=v["multus_kubeconfig"], multus_whereabouts_version="")
+    rp.validate("vm-001", role, spec, v)
+    assert set(spec) >= {k for k in role_files(role)[0]}, "a default without its spec"
+
+
+def test_validate_names_host_role_and_value():
+    v, spec = role_values("cni_plugins", cni_plugins_list="bridge,host-local", cni_plugins_download="maybe")
+    with pytest.raises(rp.RolePlanError) as e:
+        rp.validate("vm-002", "cni_plugins", spec, v)
+    msg = str(e.value)
+    assert msg.startswith("vm-002: role xcluster.multus.cni_plugins: ")
+    assert "cni_plugins_download" in msg and "meta/argument_specs.yml" in msg
+
+
+def test_role_spec_needs_the_entry_point():
+    with pytest.raises(rp.RolePlanError, match="no entry point 'preflight'"):
+        rp.role_spec({"argument_specs": {"main": {}}}, "x")
+
+
+def test_cni_plugins_all_plugins_of_the_archive():
+    v, _ = role_values("cni_plugins", cni_plugins_bin_dir="/opt/cni/bin/")
+    entry, facts = rp.plan("cni_plugins", "vm-001", v, {"artifact": ARTIFACT})
+    assert [f["dest"] for f in entry["files"]] == [
+        "/opt/cni/bin/bridge",
+        "/opt/cni/bin/host-local",
+        "/opt/cni/bin/macvlan",
+    ]
+    assert entry["files"][0] == {"src": "/cache/unpacked/abc/bridge", "dest": "/opt/cni/bin/bridge", "mode": "0755"}
+    assert entry["report"] == "v1.0.1" and entry["secrets"] == [] and entry["directories"] == []
+    assert facts["_cni_plugins_artifact"] is ARTIFACT
+    assert facts["_cni_plugins_want"]["host"] == "vm-001"
+
+
+def test_cni_plugins_chosen_list_in_order_once():
+    v, _ = role_values("cni_plugins", cni_plugins_list=["macvlan", "bridge", "macvlan"])
+    entry, _ = rp.plan("cni_plugins", "vm-001", v, {"artifact": ARTIFACT})
+    assert [f["dest"].rsplit("/", 1)[1] for f in entry["files"]] == ["macvlan", "bridge"]
+
+
+def test_cni_plugins_unknown_plugin_names_host_and_what_the_archive_has():
+    v, _ = role_values("cni_plugins", cni_plugins_list=["bridge", "nope"])
+    with pytest.raises(rp.RolePlanError) as e:
+        rp.plan("cni_plugins", "vm-003", v, {"artifact": ARTIFACT})
+    assert str(e.value) == (
+        'vm-003: cni_plugins_list names ["nope"], not in cni-plugins-linux-amd64-v1.0.1.tgz; '
+        "it has bridge, host-local, macvlan"
+    )
+
+
+def test_same_archive_for_every_host_of_the_play():
+    v1, _ = role_values("cni_plugins")
+    v2, _ = role_values("cni_plugins", cni_plugins_version="v1.9.1")
+    hosts = {
+        "vm-001": {"_cni_plugins_want": rp.archive_request(v1, "cni_plugins", "vm-001")},
+        "vm-002": {"_cni_plugins_want": rp.archive_request(v1, "cni_plugins", "vm-002")},
+    }
+    rp.play_check("cni_plugins", hosts)  # the same request: fine
+    hosts["vm-003"] = {"_cni_plugins_want": rp.archive_request(v2, "cni_plugins", "vm-003")}
+    with pytest.raises(rp.RolePlanError) as e:
+        rp.play_check("cni_plugins", hosts)
+    assert re.match(r"vm-003: the hosts of this play ask for different cni-plugins archives", str(e.value))
+    assert '"v1.9.1"' in str(e.value) and "vm-001 asks for" in str(e.value)
+
+
+def nl(host, **over):
+    v, _ = role_values("node_local", **over)
+    return rp.plan("node_local", host, v, {"role_dir": "/roles/node_local"})
+
+
+def test_node_local_files_as_to_nice_json_and_the_overlay():
+    entry, facts = nl("vm-007", node_local_conf_dir="/etc/cni/node-local/")
+    files = {f["dest"]: f for f in entry["files"]}
+    assert files["/opt/cni/bin/node-local"] == {
+        "src": "/roles/node_local/files/node-local",
+        "dest": "/opt/cni/bin/node-local",
+        "mode": "0755",
+    }
+    assert files["/etc/cni/node-local/.index"]["content"] == "7\n"
+    defaults = role_files("node_local")[0]["node_local_configs"]
+    for name, template in defaults.items():
+        assert files[f"/etc/cni/node-local/{name}"]["content"] == to_nice_json(template, indent=2) + "\n"
+    assert entry["report"] == "index 7, configs default macvlan ipvlan"
+    assert entry["directories"] == [{"path": "/etc/cni/node-local", "mode": "0755"}]
+    assert entry["overlay"]["index"] == 7 and entry["overlay"]["drop"] == ["/etc/cni/node-local/.index"]
+    assert facts["_node_local_index"] == 7
+
+
+def test_node_local_host_name_without_index():
+    with pytest.raises(rp.RolePlanError, match=r"host node-b: host name 'node-b' does not match the index"):
+        nl("node-b")
+
+
+def test_node_local_bad_config_name_names_the_host():
+    bad = dict(role_files("node_local")[0]["node_local_configs"], **{".hidden": {"ipam": {}}})
+    with pytest.raises(rp.RolePlanError) as e:
+        nl("vm-001", node_local_configs=bad)
+    assert re.match(r"vm-001: node_local_bin_dir .*not starting with '\.'.*\"\.hidden\"", str(e.value))
+    assert not str(e.value).startswith("vm-001: vm-001")
+
+
+def play_facts(**hosts):
+    return {h: {k: f[k] for k in rp.ROLES["node_local"].play_facts} for h, (_, f) in hosts.items()}
+
+
+def test_node_local_play_duplicate_index_and_overlap():
+    ok = {h: nl(h) for h in ("vm-001", "vm-002", "vm-003")}
+    rp.play_check("node_local", play_facts(**ok))
+    dup = dict(ok, **{"vm-003": nl("vm-003", node_local_index=2)})
+    with pytest.raises(rp.RolePlanError, match="hosts vm-002 and vm-003 both have node index 2"):
+        rp.play_check("node_local", play_facts(**dup))
+    seed = json.loads(json.dumps(role_files("node_local")[0]["node_local_configs"]))
+    for rset in seed["macvlan"]["ipam"]["ranges"]:
+        del rset[0]["rangeEnd"]
+    over = {h: nl(h, node_local_configs=seed) for h in ("vm-001", "vm-002")}
+    with pytest.raises(rp.RolePlanError, match=r"node-local config 'macvlan': the ranges of two hosts overlap"):
+        rp.play_check("node_local", play_facts(**over))
+
+
+def test_resolve_once_per_run_and_request(tmp_path):
+    calls = []
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+
+    def resolver(**kw):
+        calls.append(kw)
+        if kw["version"] == "bad":
+            raise rp.artifacts.ArtifactError("archive bad not found")
+        return {"version": kw["version"], "unpacked": str(unpacked), "root": str(unpacked), "files": []}
+
+    v, _ = role_values("cni_plugins", cni_plugins_cache_dir=str(tmp_path))
+    want = rp.archive_request(v, "cni_plugins", "vm-001")
+    env = {}
+    a = rp.resolve_once("cni-plugins", want, env=env, home="/h", key="run1", resolver=resolver)
+    b = rp.resolve_once("cni-plugins", dict(want, host="vm-002"), env=env, home="/h", key="run1", resolver=resolver)
+    assert a == b and len(calls) == 1  # the second host reads the first one's result
+    assert calls[0]["artifact"] == "cni-plugins" and calls[0]["checksum"] is None
+    rp.resolve_once("cni-plugins", want, env=env, home="/h", key="run2", resolver=resolver)
+    assert len(calls) == 2  # another run resolves again (the archive may have changed)
+    for _ in range(2):  # a failure is not kept: each host reports it
+        with pytest.raises(rp.artifacts.ArtifactError):
+            rp.resolve_once("cni-plugins", dict(want, version="bad"), env=env, home="/h", key="run1",
+                            resolver=resolver)
+    assert len(calls) == 4
+    assert os.listdir(tmp_path / "plans")
