@@ -16,7 +16,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts, roleplan
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts, plan, roleplan
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,8 +54,10 @@ class ActionModule(ActionBase):
             templar = self._templar.copy_with_new_env(available_variables={**host_vars, **raw})
             v = templar.template(raw)
             roleplan.validate(host, role, spec, v)
-            found = {"role_dir": os.path.join(COLLECTION, "roles", role)}
+            found = {"role_dir": os.path.join(COLLECTION, "roles", role), "groups": task_vars.get("groups") or {}}
             r = roleplan.ROLES[role]
+            if r.prepare:
+                found.update(r.prepare(host, v))
             if r.archive:
                 name, prefix = r.archive
                 try:
@@ -71,9 +73,17 @@ class ActionModule(ActionBase):
         facts["xcluster_multus_plan"] = plan
         return facts
 
-    def _play(self, roles, task_vars):
+    def _play(self, roles, task_vars, nad_check):
         hostvars = task_vars["hostvars"]
         hosts = task_vars.get("ansible_play_hosts") or [task_vars["inventory_hostname"]]
+        if nad_check != "none":  # over each host's whole plan (every role's preflight has run)
+            for h in hosts:
+                hv = hostvars[h]
+                if "_multus_nad_check" in hv and "multus" in (hv.get("xcluster_multus_plan") or {}):
+                    try:
+                        roleplan.nad_check(h, hv["xcluster_multus_plan"], hv["_multus_nad_check"], nad_check == "base")
+                    except plan.PlanError as e:
+                        raise roleplan.RolePlanError(str(e)) from None
         for role in roles:
             r = roleplan.ROLES.get(role)
             if r is None or r.play is None:
@@ -102,9 +112,13 @@ class ActionModule(ActionBase):
             for role in roles:
                 self._role(role)  # every role is known before anything runs
             if args["scope"] == "play":
-                self._play(roles, task_vars)
+                self._play(roles, task_vars, args["nad_check"])
             else:
-                result["ansible_facts"] = self._host(roles, host, task_vars)
+                facts = self._host(roles, host, task_vars)
+                result["ansible_facts"] = facts
+                # a kubeconfig among the files: the result is hidden (errors, raised above, are not)
+                if any((facts["xcluster_multus_plan"].get(r) or {}).get("secrets") for r in roles):
+                    result["_ansible_no_log"] = True
         except roleplan.RolePlanError as e:
             raise AnsibleActionFail(to_text(e)) from None
         result["roles"] = roles

@@ -41,6 +41,15 @@ options:
     type: str
     choices: [host, play]
     default: host
+  nad_check:
+    description:
+      - "With O(scope=play), after every role's preflight of the play's hosts, whether to check
+        that no example NetworkAttachmentDefinition is shipped without its plugin (unless
+        C(multus_nads_without_plugin)): V(all) the multus role's manifests, V(base) those an
+        overlay made with C(ovl_setup=None) keeps, V(none) no check."
+    type: str
+    choices: [none, all, base]
+    default: none
   unknown:
     description:
       - What a role without a plan in C(plugins/plugin_utils/roleplan.py) does. V(fail) fails;

@@ -12,7 +12,7 @@ preflight found (the archive), then the files are rendered into the role's entry
 ``Role``: what it needs from outside (an archive, every play host's values) and its renderer.
 
 Each renderer is ``fn(host, v, found) -> (entry, facts)``: ``v`` the role's variables (templated),
-``found`` what the action obtained (``artifact``: artifacts.resolve's result; ``role_dir``;
+``found`` what the action obtained (``prepare``'s result, ``artifact``: artifacts.resolve's result; ``role_dir``;
 ``hosts``: {host: variables} of every play host when the role asks for it), ``entry`` the
 contract entry, ``facts`` the role's private facts its later entry points read (summary,
 configure, uninstall)."""
@@ -23,13 +23,14 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from . import argspec, artifacts, nodeindex, preflight
+from . import argspec, artifacts, nodeindex, plan as contract, preflight
+from . import multus as mu
 
 ENTRY_POINT = "preflight"
 
@@ -292,6 +293,218 @@ def node_local_render(host, v, found):
     return entry, facts
 
 
+# ------------------------------------------------------------------ multus
+
+
+def _multus(what, fn, *args, **kwargs):
+    """A plugin_utils.multus function, its error named as its filter names it."""
+    try:
+        return fn(*args, **kwargs)
+    except mu.MultusError as e:
+        raise RolePlanError(f"{what}: {e}") from None
+
+
+def multus_prepare(host, v):
+    """What multus_version installs (binary, archive member), before the archive is looked up."""
+    return {"flavour": _multus("multus_flavour", mu.flavour, v["multus_version"], v["multus_arch"], host)}
+
+
+def multus_problems(host, v, found):
+    """Paths, the kubectl timeout, the kubeconfig given one way; the archive holds the binary of
+    this release (the same archive for every host: the play check)."""
+    mine = archive_request(v, "multus", host, version_str=True)
+    names = (
+        "multus_bin_dir multus_conf_file multus_activate_path multus_manifest_dir multus_kubectl_timeout"
+        " multus_kubeconfig multus_kubeconfig_server multus_kubeconfig_token multus_kubeconfig_content"
+    ).split()
+    values = {n: v[n] for n in names}
+    values.update(
+        multus_version=str(v["multus_version"]),
+        mine=mine,
+        want=mine,
+        artifact=found["artifact"],
+        flavour=found["flavour"],
+    )
+    return preflight.problems("multus", host, values)
+
+
+def multus_kubeconfig_text(v):
+    """The kubeconfig multus (and whereabouts) use: multus_kubeconfig_content, else one made of
+    server, token (and CA data), else ''."""
+    if v["multus_kubeconfig_content"]:
+        return v["multus_kubeconfig_content"]
+    if not v["multus_kubeconfig_server"]:
+        return ""
+    from ansible.plugins.filter.core import to_nice_yaml  # noqa: PLC0415 (the text users had)
+
+    cluster = {"server": v["multus_kubeconfig_server"]}
+    if v["multus_kubeconfig_ca_data"]:
+        cluster["certificate-authority-data"] = v["multus_kubeconfig_ca_data"]
+    else:
+        cluster["insecure-skip-tls-verify"] = True
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "xcluster", "cluster": cluster}],
+        "users": [{"name": "multus", "user": {"token": v["multus_kubeconfig_token"]}}],
+        "contexts": [{"name": "multus", "context": {"cluster": "xcluster", "user": "multus"}}],
+        "current-context": "multus",
+    }
+    return to_nice_yaml(doc, indent=2)
+
+
+_MANIFEST_SETTINGS = (
+    "nad_namespace nad_cni_version nad_bridge_name nad_bridge_namespace nad_ipvlan_name nad_ipvlan2_name"
+    " nad_ipvlan_master nad_ipvlan_ipv4_range nad_ipvlan_ipv4_gateway nad_ipvlan_ipv6_range"
+    " nad_ipvlan_ipv6_gateway nad_macvlan_name nad_macvlan_master nad_macvlan_cfg nad_host_device_name"
+    " nad_host_device_device daemonset_name daemonset_image daemonset_command whereabouts_dual_stack"
+    " nads_skip"
+).split()
+_CONF_SETTINGS = (
+    "mode cni_version name log_file log_level log_to_stderr kubeconfig conf_dir cni_dir bin_dir"
+    " cluster_network default_networks delegates"
+).split()
+
+
+def multus_render(host, v, found):
+    """10-multus.conf (waiting at conf_src), the activation script, the manifests, the binary,
+    the kubeconfig (a secret) when one is given, and what the overlay does differently (both
+    10-multus.conf variants for the .rc to pick from at boot; with ovl_setup None only the CRD
+    and the cluster network's NAD)."""
+    flav, art = found["flavour"], found["artifact"]
+    version, mode = str(v["multus_version"]), v["multus_mode"]
+    idx = None
+    if mode == "delegates":
+        try:
+            idx = nodeindex.node_index(
+                host, pattern=v["multus_node_index_pattern"], index=v["multus_node_index"]
+            )
+        except nodeindex.NodeIndexError as e:
+            raise RolePlanError(str(e)) from None
+    settings = {k: v[f"multus_{k}"] for k in _CONF_SETTINGS}
+    settings.update(version=version, extra=v["multus_config_extra"])
+    conf = _multus("multus_config", mu.multus_config, index=idx, host=host, **settings)
+    conf_src = v["_multus_conf_src"]
+    with open(os.path.join(found["role_dir"], "files", v["_multus_activate_body"]), encoding="utf-8") as f:
+        body = f.read().rstrip()  # as the file lookup reads it
+    activate = _multus(
+        "multus_activate_script",
+        mu.activate_script,
+        body,
+        {
+            "base_conf": v["multus_base_conf"],
+            "moved_dir": v["multus_conf_dir"],
+            "conf_src": conf_src,
+            "multus_conf": v["multus_conf_file"],
+            "base_name": v["multus_base_network_name"],
+            "new_name": v["multus_cluster_network"],
+            "links": v["multus_links_up"],
+            "state_dir": v["multus_state_dir"],
+        },
+        host,
+    )
+    msettings = {k: v[f"multus_{k}"] for k in _MANIFEST_SETTINGS}
+    msettings["whereabouts_version"] = str(v["multus_whereabouts_version"])
+    try:
+        manifests = _multus("multus_manifests", mu.manifests, msettings, host)
+    except KeyError as e:
+        raise RolePlanError(f"multus_manifests: the setting {e} is missing") from None
+    mdir = _strip(v["multus_manifest_dir"])
+    files = [
+        {"src": f"{art['root']}/{flav['binary']}", "dest": f"{_strip(v['multus_bin_dir'])}/{flav['binary']}", "mode": "0755"},
+        {"content": _nice_json(conf, 4) + "\n", "dest": conf_src, "mode": "0644"},
+        {"content": activate, "dest": v["multus_activate_path"], "mode": "0755"},
+    ]
+    files += [{"content": m["content"], "dest": f"{mdir}/{m['file']}", "mode": "0644"} for m in manifests]
+    kubeconfig = multus_kubeconfig_text(v)
+    secrets = (
+        [{"content": kubeconfig, "dest": v["multus_kubeconfig"], "mode": "0600", "secret": True}] if kubeconfig else []
+    )
+    boot = _multus(
+        "multus_boot_confs",
+        mu.boot_confs,
+        conf,
+        v["multus_delegates"],
+        v["multus_cluster_network"],
+        v["multus_default_networks"],
+        host,
+    )
+    boot_text = {k: _nice_json(boot[k], 4) + "\n" for k in ("cluster_network", "delegates")}
+    control = host in (found.get("groups") or {}).get("xcluster_control_plane", [])
+    state = (
+        "not this host"
+        if not control
+        else "not asked (multus_manifests_apply: false)"
+        if not v["multus_manifests_apply"]
+        else "skipped: not run (tags)"
+    )
+    overlay = {"index": int(idx), "index_vars": "multus_node_index"} if mode == "delegates" else {}
+    overlay.update(
+        base_drop=[
+            f"{mdir}/{m['file']}"
+            for m in manifests
+            if m["kind"] != "CustomResourceDefinition" and m["name"] != v["multus_nad_bridge_name"]
+        ],
+        conf_src=conf_src,
+        templates={conf_src: boot_text[mode]},
+        files=[
+            {"content": boot_text["cluster_network"], "dest": f"{conf_src}.cluster_network", "mode": "0644"},
+            {"content": boot_text["delegates"], "dest": f"{conf_src}.delegates", "mode": "0644"},
+        ],
+        # what ovl.yml's .rc needs of this role's variables
+        activate_path=v["multus_activate_path"],
+        cni_info=f"multus+{v['multus_cluster_network']}",
+        delegates=mode == "delegates",
+    )
+    entry = {
+        "files": files,
+        "secrets": secrets,
+        "directories": [],
+        "report": f"{version} ({flav['binary']}, {mode}), manifests {state}",
+        "made_dirs": [v["multus_state_dir"], v["multus_conf_dir"], os.path.dirname(v["multus_activate_path"])],
+        "overlay": overlay,
+    }
+    facts = {
+        "_multus_flavour": flav,
+        "_multus_artifact": art,
+        "_multus_want": archive_request(v, "multus", host, version_str=True),
+        "_multus_index": idx,
+        "_multus_conf": conf,
+        "_multus_activate": activate,
+        "_multus_manifests": manifests,
+        "_multus_files": files,
+        "_multus_secret_files": secrets,
+        "_multus_about": {
+            "version": version,
+            "binary": flav["binary"],
+            "mode": mode,
+            "manifests_apply": v["multus_manifests_apply"],
+        },
+        # what site.yml's and ovl.yml's NAD check reads of this role's variables
+        "_multus_nad_check": {
+            "bin_dir": v["multus_bin_dir"],
+            "manifest_dir": v["multus_manifest_dir"],
+            "allow": v["multus_nads_without_plugin"],
+        },
+    }
+    return entry, facts
+
+
+def nad_check(host, host_plan, settings, base_only=False):
+    """No example NAD without its plugin, over the host's whole plan (plan.nad_check; raises
+    PlanError naming the host, each NAD and plugin, and the fixes); ``settings`` the multus
+    role's bin_dir, manifest_dir and allow (multus_nads_without_plugin)."""
+    return contract.nad_check(
+        host_plan,
+        list(host_plan),
+        settings["bin_dir"],
+        settings["manifest_dir"],
+        allow=settings["allow"],
+        base_only=base_only,
+        host=host,
+    )
+
+
 # ------------------------------------------------------------------ the registry
 
 
@@ -305,6 +518,7 @@ class Role:
 
     render: Callable
     problems: Callable = None
+    prepare: Callable = None
     archive: tuple = None
     play: Callable = None
     play_facts: tuple = ()
@@ -317,6 +531,14 @@ ROLES = {
         archive=("cni-plugins", "cni_plugins"),
         play=same_archive_play("cni-plugins", "_cni_plugins_want"),
         play_facts=("_cni_plugins_want",),
+    ),
+    "multus": Role(
+        render=multus_render,
+        problems=multus_problems,
+        prepare=multus_prepare,
+        archive=("multus", "multus"),
+        play=same_archive_play("multus", "_multus_want"),
+        play_facts=("_multus_want",),
     ),
     "node_local": Role(
         render=node_local_render,

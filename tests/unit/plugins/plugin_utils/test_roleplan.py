@@ -193,3 +193,66 @@ def test_resolve_once_per_run_and_request(tmp_path):
                             resolver=resolver)
     assert len(calls) == 4
     assert os.listdir(tmp_path / "plans")
+
+
+MULTUS_ART = {"root": "/u/multus-cni_3.9.3_linux_amd64", "members": ["multus-cni_3.9.3_linux_amd64/multus-cni"]}
+
+
+def mv(**over):
+    v, _ = role_values("multus", **{"multus_version": "3.9.3", "multus_node_index": None, **over})
+    v.update({k: over.get(k, d) for k, d in (
+        ("multus_node_index_pattern", "^vm-0*([1-9][0-9]*)$"),
+        ("multus_kubectl_kubeconfig", v["multus_kubeconfig"]),
+        ("multus_whereabouts_version", ""),
+        ("_multus_conf_src", "/usr/lib/xcluster-multus/10-multus.conf"),
+    )})
+    return v
+
+
+def multus(host, groups=None, **over):
+    v = mv(**over)
+    found = {"artifact": MULTUS_ART, "role_dir": str(REPO / "roles" / "multus"), "groups": groups or {}}
+    found.update(rp.ROLES["multus"].prepare(host, v))
+    return rp.plan("multus", host, v, found)
+
+
+def test_multus_files_report_and_overlay():
+    entry, facts = multus("vm-001", groups={"xcluster_control_plane": ["vm-001"]})
+    dests = [f["dest"] for f in entry["files"]]
+    assert dests[:3] == ["/opt/cni/bin/multus-cni", "/usr/lib/xcluster-multus/10-multus.conf",
+                         "/usr/lib/xcluster-multus/activate"]
+    assert entry["files"][0]["src"] == "/u/multus-cni_3.9.3_linux_amd64/multus-cni"
+    assert json.loads(entry["files"][1]["content"]) == facts["_multus_conf"]
+    assert entry["files"][1]["content"] == to_nice_json(facts["_multus_conf"], indent=4) + "\n"
+    assert all(d.startswith("/etc/kubernetes/multus/") for d in dests[3:]) and len(dests) > 4
+    assert entry["report"] == "3.9.3 (multus-cni, cluster_network), manifests skipped: not run (tags)"
+    assert entry["secrets"] == [] and "_multus_activate" in facts
+    ovl = entry["overlay"]
+    assert "index" not in ovl and ovl["conf_src"] == "/usr/lib/xcluster-multus/10-multus.conf"
+    assert ovl["delegates"] is False and ovl["cni_info"] == "multus+bridge"
+    assert not any(d.endswith("crd.yaml") or d.endswith("bridge.yaml") for d in ovl["base_drop"]), ovl["base_drop"]
+    entry2, _ = multus("vm-002", groups={"xcluster_control_plane": ["vm-001"]}, multus_mode="delegates")
+    assert entry2["report"].endswith("manifests not this host") and entry2["overlay"]["index"] == 2
+
+
+def test_multus_kubeconfig_is_a_secret_and_never_in_the_files():
+    entry, _ = multus("vm-001", multus_kubeconfig_server="https://198.19.250.1:6443", multus_kubeconfig_token="xcm-unit-secret-7f")
+    (secret,) = entry["secrets"]
+    assert secret["mode"] == "0600" and secret["secret"] is True and secret["dest"] == "/etc/kubernetes/kubeconfig.token"
+    doc = yaml.safe_load(secret["content"])
+    assert doc["users"][0]["user"]["token"] == "xcm-unit-secret-7f"
+    assert doc["clusters"][0]["cluster"] == {"server": "https://198.19.250.1:6443", "insecure-skip-tls-verify": True}
+    assert "xcm-unit-secret-7f" not in json.dumps(entry["files"])
+
+
+def test_multus_errors_keep_their_names():
+    with pytest.raises(rp.RolePlanError, match=r"^multus_flavour: host vm-002: multus_version is '5.0'"):
+        multus("vm-002", multus_version="5.0")
+    with pytest.raises(rp.RolePlanError, match=r"^multus_activate_script: host vm-002: multus_links_up is \['eth 2'\]"):
+        multus("vm-002", multus_links_up=["eth 2"])
+    with pytest.raises(rp.RolePlanError, match=r"vm-001: .*a kubeconfig is given either as"):
+        multus("vm-001", multus_kubeconfig_server="https://198.19.250.1:6443")
+    with pytest.raises(rp.RolePlanError, match=r"has no multus-cni_3.9.3_linux_amd64/multus-cni"):
+        v = mv()
+        found = {"artifact": {"archive": "a.tgz", "members": ["x"]}, "role_dir": "", **rp.multus_prepare("vm-001", v)}
+        rp.plan("multus", "vm-001", v, found)
