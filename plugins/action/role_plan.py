@@ -45,7 +45,7 @@ class ActionModule(ActionBase):
 
     def _host(self, roles, host, task_vars):
         plan = dict(task_vars.get("xcluster_multus_plan") or {})
-        facts, seen = {}, {}
+        facts, seen, warnings = {}, {}, []
         for role in roles:
             defaults, role_vars, spec = self._role(role)
             host_vars = dict(seen)
@@ -58,6 +58,10 @@ class ActionModule(ActionBase):
             r = roleplan.ROLES[role]
             if r.prepare:
                 found.update(r.prepare(host, v))
+            if r.obtain:
+                ctx = roleplan.Context(env=dict(os.environ), home=os.path.expanduser("~"), task=self._task._uuid, host=host)
+                found.update(r.obtain(host, v, ctx))
+                warnings += found.pop("warnings", [])
             if r.archive:
                 name, prefix = r.archive
                 try:
@@ -71,7 +75,7 @@ class ActionModule(ActionBase):
             facts.update(role_facts)
             seen.update({k: v[k] for k in defaults})  # visible to the next roles, as include_role public
         facts["xcluster_multus_plan"] = plan
-        return facts
+        return facts, warnings
 
     def _play(self, roles, task_vars, nad_check):
         hostvars = task_vars["hostvars"]
@@ -114,8 +118,10 @@ class ActionModule(ActionBase):
             if args["scope"] == "play":
                 self._play(roles, task_vars, args["nad_check"])
             else:
-                facts = self._host(roles, host, task_vars)
+                facts, warnings = self._host(roles, host, task_vars)
                 result["ansible_facts"] = facts
+                if warnings:
+                    result["warnings"] = warnings
                 # a kubeconfig among the files: the result is hidden (errors, raised above, are not)
                 if any((facts["xcluster_multus_plan"].get(r) or {}).get("secrets") for r in roles):
                     result["_ansible_no_log"] = True

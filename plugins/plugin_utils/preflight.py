@@ -150,10 +150,34 @@ def node_local_inputs(host, v):
     return out
 
 
+def whereabouts_inputs(host, v):
+    """A source (a prebuilt binary, a release asset URL with its sha256, or a clone to build);
+    extra binaries only from a build."""
+    binary, url, src = v["whereabouts_binary"], v["whereabouts_url"], v["whereabouts_src_dir"]
+    out = []
+    if not (binary or url or src):
+        out.append(
+            "whereabouts has no source: whereabouts_binary, whereabouts_url and whereabouts_src_dir"
+            " (default $WHEREABOUTS_DIR, unset) are all empty; expected the path of your whereabouts"
+            " clone, a prebuilt binary, or a release asset URL with its sha256"
+        )
+    sha = v["whereabouts_url_sha256"]
+    if url and not binary and not (isinstance(sha, str) and re.match(r"^(sha256:)?[0-9a-fA-F]{64}$", sha)):
+        out.append(f"whereabouts_url_sha256 {_j(sha)} is not a sha256; expected 64 hex digits for {url}")
+    source = "binary" if binary else "url" if url else "build"
+    if v["whereabouts_extra_binaries"] and source != "build":
+        out.append(
+            f"whereabouts_extra_binaries {_j(v['whereabouts_extra_binaries'])} needs a build of your clone,"
+            f" but the binary comes from {source}; expected []"
+        )
+    return out
+
+
 CHECKS = {
     "cni_plugins": [cni_plugins_inputs],
     "multus": [multus_inputs],
     "node_local": [node_local_inputs],
+    "whereabouts": [whereabouts_inputs],
 }
 
 

@@ -19,9 +19,11 @@ configure, uninstall)."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -29,7 +31,7 @@ from typing import Callable
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from . import argspec, artifacts, nodeindex, plan as contract, preflight
+from . import argspec, artifacts, gobuild, nodeindex, plan as contract, preflight
 from . import multus as mu
 
 ENTRY_POINT = "preflight"
@@ -117,11 +119,44 @@ def run_key():
     return f"{ppid}-{start}"
 
 
+def _memo_path(cache, parts, key=None):
+    plans = os.path.join(cache, "plans")
+    os.makedirs(plans, exist_ok=True)
+    artifacts.clean_stale(plans, "run-", now=time.time())
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return os.path.join(plans, f"run-{key or run_key()}-{digest}.json")
+
+
+def once(cache, parts, fn, *, key=None, valid=lambda out: True):
+    """fn() once per run (``key``, default run_key()) and ``parts`` (what decides its result):
+    the first host's worker runs it under a lock, the others read its result from
+    ``<cache>/plans/`` (removed after a day). A failure is not kept: each host reports it."""
+    memo = _memo_path(cache, parts, key)
+    with artifacts.locked(memo + ".lock"):
+        try:
+            with open(memo, encoding="utf-8") as f:
+                out = json.load(f)
+            if valid(out):
+                return out
+        except (OSError, ValueError):
+            pass
+        out = fn()
+        tmp = f"{memo}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(out, f)
+        os.replace(tmp, memo)
+    return out
+
+
+def first_asker(cache, parts, host, want, *, key=None):
+    """The first host of this run (and task: ``parts``) to ask, and what it asked for: its
+    request is recorded, every later host gets it back to compare with its own."""
+    return once(cache, ["first", *parts], lambda: {"host": host, "want": want}, key=key)
+
+
 def resolve_once(artifact_name, want, *, env, home, key=None, resolver=None):
-    """artifacts.resolve for a host's request ``want`` (archive_request), once per run (``key``,
-    default run_key()) and request: the first host's worker resolves it under a lock, the others
-    read its result from the cache (``<cache>/plans/``, removed after a day); a failure is not
-    kept, each host reports it."""
+    """artifacts.resolve for a host's request ``want`` (archive_request), once per run and
+    request (``once``)."""
     resolver = resolver or artifacts.resolve
     cache = want["cache_dir"] or artifacts.cache_root(env)
     request = {k: want[k] for k in ("version", "arch", "url", "checksum", "dirs", "download")}
@@ -138,27 +173,8 @@ def resolve_once(artifact_name, want, *, env, home, key=None, resolver=None):
         "archive_env": env.get("ARCHIVE") or None,
         "cache": cache,
     }
-    plans = os.path.join(cache, "plans")
-    os.makedirs(plans, exist_ok=True)
-    artifacts.clean_stale(plans, "run-", now=time.time())
-    digest = hashlib.sha256(
-        json.dumps([artifact_name, request, args["archive_env"], home], sort_keys=True).encode()
-    ).hexdigest()[:24]
-    memo = os.path.join(plans, f"run-{key or run_key()}-{digest}.json")
-    with artifacts.locked(memo + ".lock"):
-        try:
-            with open(memo, encoding="utf-8") as f:
-                out = json.load(f)
-            if os.path.isdir(out.get("unpacked") or ""):
-                return out
-        except (OSError, ValueError):
-            pass
-        out = resolver(**args)
-        tmp = f"{memo}.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(out, f)
-        os.replace(tmp, memo)
-    return out
+    parts = [artifact_name, request, args["archive_env"], home]
+    return once(cache, parts, lambda: resolver(**args), key=key, valid=lambda o: os.path.isdir(o.get("unpacked") or ""))
 
 
 # ------------------------------------------------------------------ cni_plugins
@@ -505,20 +521,179 @@ def nad_check(host, host_plan, settings, base_only=False):
     )
 
 
+# ------------------------------------------------------------------ whereabouts
+
+
+def whereabouts_want(v):
+    """What a host asks for (built or fetched once: the same for every host of the play)."""
+    names = "binary url url_sha256 src_dir go build_env arch extra_binaries rebuild".split()
+    return dict({n: v[f"whereabouts_{n}"] for n in names}, crds_dir=v["_whereabouts_crds_src"])
+
+
+def _built(result):
+    """A build's result as the go_build action registers it (changed: it built)."""
+    return dict(result, changed=bool(result["built"]))
+
+
+def whereabouts_obtain(host, v, ctx):
+    """The checks, then the binaries (prebuilt, downloaded once, or built once) and the CRD files."""
+    problems = preflight.problems("whereabouts", host, v)
+    if problems:
+        raise RolePlanError(f"{host}: " + "; ".join(problems))
+    want = whereabouts_want(v)
+    first = ctx.first("whereabouts", want)
+    if first["want"] != want:
+        raise RolePlanError(
+            "the hosts of this play ask for different whereabouts sources (whereabouts_binary, _url,"
+            " _url_sha256, _src_dir, _go, _build_env, _arch, _extra_binaries, _rebuild, _crds_dir must be"
+            " the same for all): " + json.dumps({first["host"]: first["want"], host: want})
+        )
+    source = v["_whereabouts_source"]
+    build = {"skipped": True, "changed": False}
+    if source == "binary":
+        b = v["whereabouts_binary"]
+        if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+            raise RolePlanError(
+                f"{host}: whereabouts_binary {b} is not an executable file on the controller; expected a"
+                " built whereabouts binary"
+            )
+        binaries, version = {"whereabouts": b}, f"prebuilt {b}"
+    elif source == "url":
+        sha = v["whereabouts_url_sha256"].lower()
+        sha = sha[len("sha256:") :] if sha.startswith("sha256:") else sha
+        args = {
+            "archive": f"{sha[:12]}-{os.path.basename(v['whereabouts_url'])}",
+            "url": v["whereabouts_url"],
+            "checksum": v["whereabouts_url_sha256"],
+            "unpack_ok": False,
+            "home": ctx.home,
+            "archive_env": ctx.env.get("ARCHIVE") or None,
+            "cache": artifacts.cache_root(ctx.env),
+        }
+        try:
+            asset = ctx.once(["asset", args], lambda: artifacts.resolve(**args))
+        except artifacts.ArtifactError as e:
+            raise RolePlanError(f"{host}: {e}") from None
+        binaries, version = {"whereabouts": asset["path"]}, v["whereabouts_url"]
+    else:
+        names = list(dict.fromkeys(["whereabouts", *v["whereabouts_extra_binaries"]]))
+        args = {
+            "name": "whereabouts",
+            "src": os.path.expanduser(v["whereabouts_src_dir"]),
+            "recipe": "build-go-sh",
+            "go": v["whereabouts_go"],
+            "arch": v["whereabouts_arch"],
+            "env": {k: str(x) for k, x in (v["whereabouts_build_env"] or {}).items()},
+            "expect": names,
+            "force": bool(v["whereabouts_rebuild"]),
+        }
+        try:
+            build = ctx.once(["build", args], lambda: _built(gobuild.build(**args)))
+        except gobuild.BuildError as e:
+            raise RolePlanError(f"{host}: {e}") from None
+        binaries = {n: build["binaries"][n] for n in names}
+        version = build.get("version") or f"build {build['key'][:12]}"
+    crds_src = v["_whereabouts_crds_src"]
+    present = sorted(os.path.basename(p) for p in glob.glob(f"{crds_src}/whereabouts.cni.cncf.io_*.yaml")) if crds_src else []
+    crd_file = lambda n: re.sub("^(.*)$", v["_whereabouts_crd_file"], n)  # noqa: E731
+    missing = [crd_file(n) for n in v["_whereabouts_crds_required"] if crd_file(n) not in present]
+    if crds_src and missing:
+        raise RolePlanError(
+            f"{host}: {crds_src} has no {', '.join(missing)}; expected whereabouts' CRD files (doc/crds of a"
+            " whereabouts clone, or set whereabouts_crds_dir)"
+        )
+    crds = [
+        crd_file(n)
+        for n in list(v["_whereabouts_crds_required"]) + list(v["_whereabouts_crds_optional"])
+        if crd_file(n) in present
+    ]
+    warnings = (
+        []
+        if crds_src
+        else ["whereabouts: no CRDs are shipped or applied: there is no clone (whereabouts_src_dir) and no whereabouts_crds_dir"]
+    )
+    return {"binaries": binaries, "version": version, "build": build, "crds": crds, "want": want, "warnings": warnings}
+
+
+def whereabouts_render(host, v, found):
+    """The binaries, the CRD files, the kubeconfig when given (a secret), whereabouts.conf (0600,
+    as upstream's install-cni.sh writes it)."""
+    items = [
+        {"src": path, "dest": f"{v['whereabouts_bin_dir']}/{name}", "mode": "0755"}
+        for name, path in sorted(found["binaries"].items())
+    ]
+    items += [
+        {"src": f"{v['_whereabouts_crds_src']}/{crd}", "dest": f"{v['whereabouts_manifest_dir']}/{crd}", "mode": "0644"}
+        for crd in found["crds"]
+    ]
+    if v["whereabouts_kubeconfig_content"]:
+        items.append(
+            {"content": v["whereabouts_kubeconfig_content"], "dest": v["whereabouts_kubeconfig"], "mode": "0600", "secret": True}
+        )
+    conf = {
+        "datastore": "kubernetes",
+        "kubernetes": {"kubeconfig": v["whereabouts_kubeconfig"]},
+        "log_file": v["whereabouts_log_file"],
+        "log_level": v["whereabouts_log_level"],
+    }
+    items.append(
+        {"content": _nice_json(conf, 2) + "\n", "dest": f"{v['whereabouts_conf_dir']}/whereabouts.conf", "mode": "0600"}
+    )
+    dirs = [{"path": v["whereabouts_conf_dir"], "mode": "0755"}, {"path": v["whereabouts_manifest_dir"], "mode": "0755"}]
+    entry = {
+        "files": [i for i in items if "secret" not in i],
+        "secrets": [i for i in items if "secret" in i],
+        "directories": dirs,
+        "report": found["version"],
+    }
+    facts = {
+        "_whereabouts_dirs": dirs,
+        "_whereabouts_secret": bool(v["whereabouts_kubeconfig_content"]),
+        "_whereabouts_files": items,
+        "_whereabouts_binaries": found["binaries"],
+        "_whereabouts_version": found["version"],
+        "_whereabouts_crds": found["crds"],
+        "_whereabouts_build": found["build"],
+        "_whereabouts_want": found["want"],
+    }
+    return entry, facts
+
+
 # ------------------------------------------------------------------ the registry
+
+
+@dataclass
+class Context:
+    """What ``obtain`` gets from the action: the environment, the home directory, and the run's
+    memo (``key``: the run; ``task``: the task's id, so two plays do not share a first asker)."""
+
+    env: dict
+    home: str
+    host: str = ""
+    task: str = ""
+    key: str = None
+
+    def once(self, parts, fn):
+        return once(artifacts.cache_root(self.env), parts, fn, key=self.key)
+
+    def first(self, role, want):
+        return first_asker(artifacts.cache_root(self.env), [role, self.task], self.host, want, key=self.key)
 
 
 @dataclass(frozen=True)
 class Role:
     """What the action does for a role. ``render`` and ``problems`` (per host, see above);
     ``archive``: (artifacts' name, variable prefix) when the role installs a release archive
-    (resolved once per run for each request); ``play``: the check across the play's hosts,
+    (resolved once per run for each request); ``obtain``: ``fn(host, v, ctx) -> found`` when the
+    role obtains its files otherwise (a build, a download: ``ctx.once(parts, fn)`` once per run,
+    ``ctx.first(role, want)`` the first asker of this run and task, ``ctx.env``, ``ctx.home``); ``play``: the check across the play's hosts,
     ``fn({host: {fact: value}}) -> [problem]`` over ``play_facts`` (facts render set on each host),
     run once for the play (the action with scope play, run_once)."""
 
     render: Callable
     problems: Callable = None
     prepare: Callable = None
+    obtain: Callable = None
     archive: tuple = None
     play: Callable = None
     play_facts: tuple = ()
@@ -540,6 +715,7 @@ ROLES = {
         play=same_archive_play("multus", "_multus_want"),
         play_facts=("_multus_want",),
     ),
+    "whereabouts": Role(render=whereabouts_render, obtain=whereabouts_obtain),
     "node_local": Role(
         render=node_local_render,
         problems=node_local_problems,
