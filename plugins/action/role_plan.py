@@ -16,6 +16,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
 from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts, plan, roleplan
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,9 +60,21 @@ class ActionModule(ActionBase):
             if r.prepare:
                 found.update(r.prepare(host, v))
             if r.obtain:
-                ctx = roleplan.Context(env=dict(os.environ), home=os.path.expanduser("~"), task=self._task._uuid, host=host)
+                ctx = roleplan.Context(
+                    env=dict(os.environ),
+                    home=os.path.expanduser("~"),
+                    host=host,
+                    all_hosts=tuple((task_vars.get("groups") or {}).get("all") or ()),
+                    task=self._task._uuid,
+                )
                 found.update(r.obtain(host, v, ctx))
                 warnings += found.pop("warnings", [])
+            for name in r.templates:  # the role's own templates, with its variables
+                with open(os.path.join(found["role_dir"], "templates", name), encoding="utf-8") as f:
+                    text = trust_as_template(f.read())
+                found.setdefault("templates", {})[name] = templar.copy_with_new_env(
+                    available_variables={**host_vars, **v}
+                ).template(text)
             if r.archive:
                 name, prefix = r.archive
                 try:

@@ -173,11 +173,47 @@ def whereabouts_inputs(host, v):
     return out
 
 
+def multus_service_inputs(host, v):
+    """A clone to build; the daemons' hosts in the inventory (v['all_hosts']) when they start;
+    the Service's port, replicas and IP families in range."""
+    out = []
+    if not v["multus_service_src_dir"]:
+        out.append(
+            "multus_service_src_dir is empty (and $MSERVICE_DIR is unset); expected the path of your"
+            " multus-service clone (git clone https://github.com/k8snetworkplumbingwg/multus-service.git;"
+            " archived upstream, 2024)"
+        )
+    if v["multus_service_start"]:
+        controller, proxies = v["_multus_service_controller"], v["_multus_service_proxies"]
+        strangers = [p for p in proxies if p not in v["all_hosts"]]
+        if controller not in v["all_hosts"] or strangers:
+            out.append(
+                f"multus_service_controller_host {_j(controller)} / multus_service_proxy_hosts {_j(strangers)}"
+                " are not inventory hosts; expected hosts of group xcluster"
+            )
+    port, fams = v["multus_service_port"], v["multus_service_ip_families"]
+    replicas, client = v["multus_service_replicas"], v["multus_service_client_replicas"]
+    if not (
+        1 <= _int(port) <= 65535
+        and _int(replicas) >= 0
+        and _int(client) >= 0
+        and _is_list(fams)
+        and len(fams) in (1, 2)
+        and len(set(map(str, fams))) == len(fams)
+    ):
+        out.append(
+            f"multus_service_port {port}, replicas {replicas}/{client}, ip families {_j(fams)}: expected a"
+            " port 1-65535, replicas >= 0 and one or two different families"
+        )
+    return out
+
+
 CHECKS = {
     "cni_plugins": [cni_plugins_inputs],
     "multus": [multus_inputs],
     "node_local": [node_local_inputs],
     "whereabouts": [whereabouts_inputs],
+    "multus_service": [multus_service_inputs],
 }
 
 

@@ -659,6 +659,71 @@ def whereabouts_render(host, v, found):
     return entry, facts
 
 
+# ------------------------------------------------------------------ multus_service
+
+
+def multus_service_binaries(host, v, ctx):
+    """Where multus-proxy and multus-service-controller come from: the clone built once per run
+    with go install ./cmd/... (skipped when unchanged). Returns (binaries {name: path}, version,
+    build result). Another source (prebuilt binaries) is one more branch here."""
+    args = {
+        "name": "multus-service",
+        "src": os.path.expanduser(v["multus_service_src_dir"]),
+        "recipe": "go-install",
+        "go": v["multus_service_go"],
+        "arch": v["multus_service_arch"],
+        "env": {k: str(x) for k, x in (v["multus_service_build_env"] or {}).items()},
+        "expect": list(v["_multus_service_binaries"]),
+        "force": bool(v["multus_service_rebuild"]),
+    }
+    try:
+        build = ctx.once(["build", args], lambda: _built(gobuild.build(**args)))
+    except gobuild.BuildError as e:
+        raise RolePlanError(f"{host}: {e}") from None
+    binaries = {n: build["binaries"][n] for n in v["_multus_service_binaries"]}
+    return binaries, build.get("version") or f"build {build['key'][:12]}", build
+
+
+def multus_service_obtain(host, v, ctx):
+    """The checks, every host asking for the same build, then the binaries."""
+    problems = preflight.problems("multus_service", host, dict(v, all_hosts=ctx.all_hosts))
+    if problems:
+        raise RolePlanError(f"{host}: " + "; ".join(problems))
+    names = "src_dir go build_env arch rebuild".split()
+    want = {n: v[f"multus_service_{n}"] for n in names}
+    first = ctx.first("multus_service", want)
+    if first["want"] != want:
+        raise RolePlanError(
+            "the hosts of this play ask for different multus-service builds (multus_service_src_dir,"
+            " _go, _build_env, _arch, _rebuild must be the same for all): "
+            + json.dumps({first["host"]: first["want"], host: want})
+        )
+    binaries, version, build = multus_service_binaries(host, v, ctx)
+    return {"binaries": binaries, "version": version, "build": build, "want": want}
+
+
+def multus_service_render(host, v, found):
+    """The two binaries and the manifests (the role's templates, rendered by the action)."""
+    bin_dir, mdir = v["multus_service_bin_dir"], v["multus_service_manifest_dir"]
+    files = [
+        {"src": found["binaries"][n], "dest": f"{bin_dir}/{n}", "mode": "0755"} for n in v["_multus_service_binaries"]
+    ]
+    files += [
+        {"content": found["templates"][f"{name}.j2"], "dest": f"{mdir}/{name}", "mode": "0644"}
+        for name in ("svc.yaml", "deployment.yaml")
+    ]
+    dirs = [{"path": mdir, "mode": "0755"}]
+    entry = {"files": files, "secrets": [], "directories": dirs, "report": found["version"]}
+    facts = {
+        "_multus_service_version": found["version"],
+        "_multus_service_dirs": dirs,
+        "_multus_service_files": files,
+        "_multus_service_build": found["build"],
+        "_multus_service_want": found["want"],
+    }
+    return entry, facts
+
+
 # ------------------------------------------------------------------ the registry
 
 
@@ -670,6 +735,7 @@ class Context:
     env: dict
     home: str
     host: str = ""
+    all_hosts: tuple = ()
     task: str = ""
     key: str = None
 
@@ -686,7 +752,9 @@ class Role:
     ``archive``: (artifacts' name, variable prefix) when the role installs a release archive
     (resolved once per run for each request); ``obtain``: ``fn(host, v, ctx) -> found`` when the
     role obtains its files otherwise (a build, a download: ``ctx.once(parts, fn)`` once per run,
-    ``ctx.first(role, want)`` the first asker of this run and task, ``ctx.env``, ``ctx.home``); ``play``: the check across the play's hosts,
+    ``ctx.first(role, want)`` the first asker of this run and task, ``ctx.env``, ``ctx.home``,
+    ``ctx.all_hosts``); ``templates``: the role's templates/ the action renders with the role's
+    variables (``found['templates'][name]``); ``play``: the check across the play's hosts,
     ``fn({host: {fact: value}}) -> [problem]`` over ``play_facts`` (facts render set on each host),
     run once for the play (the action with scope play, run_once)."""
 
@@ -694,6 +762,7 @@ class Role:
     problems: Callable = None
     prepare: Callable = None
     obtain: Callable = None
+    templates: tuple = ()
     archive: tuple = None
     play: Callable = None
     play_facts: tuple = ()
@@ -716,6 +785,11 @@ ROLES = {
         play_facts=("_multus_want",),
     ),
     "whereabouts": Role(render=whereabouts_render, obtain=whereabouts_obtain),
+    "multus_service": Role(
+        render=multus_service_render,
+        obtain=multus_service_obtain,
+        templates=("svc.yaml.j2", "deployment.yaml.j2"),
+    ),
     "node_local": Role(
         render=node_local_render,
         problems=node_local_problems,
