@@ -55,7 +55,10 @@ class ActionModule(ActionBase):
             templar = self._templar.copy_with_new_env(available_variables={**host_vars, **raw})
             v = templar.template(raw)
             roleplan.validate(host, role, spec, v)
-            found = {"role_dir": os.path.join(COLLECTION, "roles", role), "groups": task_vars.get("groups") or {}}
+            found = {
+                "role_dir": os.path.join(COLLECTION, "roles", role),
+                "groups": task_vars.get("groups") or {},
+            }
             r = roleplan.ROLES[role]
             if r.prepare:
                 found.update(r.prepare(host, v))
@@ -79,7 +82,10 @@ class ActionModule(ActionBase):
                 name, prefix = r.archive
                 try:
                     found["artifact"] = roleplan.resolve_once(
-                        name, roleplan.archive_request(v, prefix, host), env=os.environ, home=os.path.expanduser("~")
+                        name,
+                        roleplan.archive_request(v, prefix, host),
+                        env=os.environ,
+                        home=os.path.expanduser("~"),
                     )
                 except artifacts.ArtifactError as e:
                     raise roleplan.RolePlanError(f"{host}: {to_text(e)}") from None
@@ -98,7 +104,9 @@ class ActionModule(ActionBase):
                 hv = hostvars[h]
                 if "_multus_nad_check" in hv and "multus" in (hv.get("xcluster_multus_plan") or {}):
                     try:
-                        roleplan.nad_check(h, hv["xcluster_multus_plan"], hv["_multus_nad_check"], nad_check == "base")
+                        roleplan.nad_check(
+                            h, hv["xcluster_multus_plan"], hv["_multus_nad_check"], nad_check == "base"
+                        )
                     except plan.PlanError as e:
                         raise roleplan.RolePlanError(str(e)) from None
         for role in roles:

@@ -59,7 +59,7 @@ options:
     choices: [fail, skip]
     default: fail
 author:
-  - xcluster.multus contributors
+  - xcluster.multus contributors (@xcluster-multus)
 notes:
   - Controller only, check mode and any connection.
 """

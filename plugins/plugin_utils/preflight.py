@@ -188,7 +188,8 @@ def multus_service_inputs(host, v):
         strangers = [p for p in proxies if p not in v["all_hosts"]]
         if controller not in v["all_hosts"] or strangers:
             out.append(
-                f"multus_service_controller_host {_j(controller)} / multus_service_proxy_hosts {_j(strangers)}"
+                f"multus_service_controller_host {_j(controller)} /"
+                f" multus_service_proxy_hosts {_j(strangers)}"
                 " are not inventory hosts; expected hosts of group xcluster"
             )
     port, fams = v["multus_service_port"], v["multus_service_ip_families"]

@@ -9,13 +9,13 @@ spec (meta/argument_specs.yml, entry point ``preflight``: the only statement of 
 and defaults), then the cross-field checks of plugins/plugin_utils/preflight.py run with what the
 preflight found (the archive), then the files are rendered into the role's entry of the contract
 ``xcluster_multus_plan[<role>]`` (plugins/plugin_utils/plan.py). ``ROLES`` maps a role to its
-``Role``: what it needs from outside (an archive, every play host's values) and its renderer.
+``Role``: what it needs from outside (an archive, a build, a download, its templates rendered),
+its checks (for one host, and across the play's hosts) and its renderer.
 
-Each renderer is ``fn(host, v, found) -> (entry, facts)``: ``v`` the role's variables (templated),
-``found`` what the action obtained (``prepare``'s result, ``artifact``: artifacts.resolve's result; ``role_dir``;
-``hosts``: {host: variables} of every play host when the role asks for it), ``entry`` the
-contract entry, ``facts`` the role's private facts its later entry points read (summary,
-configure, uninstall)."""
+Each renderer is ``fn(host, v, found) -> (entry, facts)``: ``v`` the role's variables
+(templated), ``found`` what was obtained (``prepare``'s and ``obtain``'s results; ``artifact``:
+artifacts.resolve's result; ``role_dir``; ``groups``; ``templates``), ``entry`` the contract
+entry, ``facts`` the role's private facts its later entry points and the play checks read."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from typing import Callable
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from . import argspec, artifacts, gobuild, nodeindex, plan as contract, preflight
+from . import argspec, artifacts, gobuild, nodeindex, preflight
 from . import multus as mu
+from . import plan as contract
 
 ENTRY_POINT = "preflight"
 
@@ -50,7 +51,7 @@ def layered(defaults, host_vars, role_vars):
     vars/main.yml. Returns {name: raw value} for the names of defaults and role_vars."""
     out = {}
     for name, value in (defaults or {}).items():
-        out[name] = host_vars[name] if name in host_vars else value
+        out[name] = host_vars.get(name, value)
     out.update(role_vars or {})
     return out
 
@@ -174,10 +175,17 @@ def resolve_once(artifact_name, want, *, env, home, key=None, resolver=None):
         "cache": cache,
     }
     parts = [artifact_name, request, args["archive_env"], home]
-    return once(cache, parts, lambda: resolver(**args), key=key, valid=lambda o: os.path.isdir(o.get("unpacked") or ""))
+    return once(
+        cache,
+        parts,
+        lambda: resolver(**args),
+        key=key,
+        valid=lambda o: os.path.isdir(o.get("unpacked") or ""),
+    )
 
 
 # ------------------------------------------------------------------ cni_plugins
+
 
 def cni_plugins_problems(host, v, found):
     """This host's inputs, and every plugin asked for is in the archive (the same archive for
@@ -329,10 +337,17 @@ def multus_problems(host, v, found):
     """Paths, the kubectl timeout, the kubeconfig given one way; the archive holds the binary of
     this release (the same archive for every host: the play check)."""
     mine = archive_request(v, "multus", host, version_str=True)
-    names = (
-        "multus_bin_dir multus_conf_file multus_activate_path multus_manifest_dir multus_kubectl_timeout"
-        " multus_kubeconfig multus_kubeconfig_server multus_kubeconfig_token multus_kubeconfig_content"
-    ).split()
+    names = [
+        "multus_bin_dir",
+        "multus_conf_file",
+        "multus_activate_path",
+        "multus_manifest_dir",
+        "multus_kubectl_timeout",
+        "multus_kubeconfig",
+        "multus_kubeconfig_server",
+        "multus_kubeconfig_token",
+        "multus_kubeconfig_content",
+    ]
     values = {n: v[n] for n in names}
     values.update(
         multus_version=str(v["multus_version"]),
@@ -369,17 +384,44 @@ def multus_kubeconfig_text(v):
     return to_nice_yaml(doc, indent=2)
 
 
-_MANIFEST_SETTINGS = (
-    "nad_namespace nad_cni_version nad_bridge_name nad_bridge_namespace nad_ipvlan_name nad_ipvlan2_name"
-    " nad_ipvlan_master nad_ipvlan_ipv4_range nad_ipvlan_ipv4_gateway nad_ipvlan_ipv6_range"
-    " nad_ipvlan_ipv6_gateway nad_macvlan_name nad_macvlan_master nad_macvlan_cfg nad_host_device_name"
-    " nad_host_device_device daemonset_name daemonset_image daemonset_command whereabouts_dual_stack"
-    " nads_skip"
-).split()
-_CONF_SETTINGS = (
-    "mode cni_version name log_file log_level log_to_stderr kubeconfig conf_dir cni_dir bin_dir"
-    " cluster_network default_networks delegates"
-).split()
+_MANIFEST_SETTINGS = [
+    "nad_namespace",
+    "nad_cni_version",
+    "nad_bridge_name",
+    "nad_bridge_namespace",
+    "nad_ipvlan_name",
+    "nad_ipvlan2_name",
+    "nad_ipvlan_master",
+    "nad_ipvlan_ipv4_range",
+    "nad_ipvlan_ipv4_gateway",
+    "nad_ipvlan_ipv6_range",
+    "nad_ipvlan_ipv6_gateway",
+    "nad_macvlan_name",
+    "nad_macvlan_master",
+    "nad_macvlan_cfg",
+    "nad_host_device_name",
+    "nad_host_device_device",
+    "daemonset_name",
+    "daemonset_image",
+    "daemonset_command",
+    "whereabouts_dual_stack",
+    "nads_skip",
+]
+_CONF_SETTINGS = [
+    "mode",
+    "cni_version",
+    "name",
+    "log_file",
+    "log_level",
+    "log_to_stderr",
+    "kubeconfig",
+    "conf_dir",
+    "cni_dir",
+    "bin_dir",
+    "cluster_network",
+    "default_networks",
+    "delegates",
+]
 
 
 def multus_render(host, v, found):
@@ -427,14 +469,20 @@ def multus_render(host, v, found):
         raise RolePlanError(f"multus_manifests: the setting {e} is missing") from None
     mdir = _strip(v["multus_manifest_dir"])
     files = [
-        {"src": f"{art['root']}/{flav['binary']}", "dest": f"{_strip(v['multus_bin_dir'])}/{flav['binary']}", "mode": "0755"},
+        {
+            "src": f"{art['root']}/{flav['binary']}",
+            "dest": f"{_strip(v['multus_bin_dir'])}/{flav['binary']}",
+            "mode": "0755",
+        },
         {"content": _nice_json(conf, 4) + "\n", "dest": conf_src, "mode": "0644"},
         {"content": activate, "dest": v["multus_activate_path"], "mode": "0755"},
     ]
     files += [{"content": m["content"], "dest": f"{mdir}/{m['file']}", "mode": "0644"} for m in manifests]
     kubeconfig = multus_kubeconfig_text(v)
     secrets = (
-        [{"content": kubeconfig, "dest": v["multus_kubeconfig"], "mode": "0600", "secret": True}] if kubeconfig else []
+        [{"content": kubeconfig, "dest": v["multus_kubeconfig"], "mode": "0600", "secret": True}]
+        if kubeconfig
+        else []
     )
     boot = _multus(
         "multus_boot_confs",
@@ -477,7 +525,11 @@ def multus_render(host, v, found):
         "secrets": secrets,
         "directories": [],
         "report": f"{version} ({flav['binary']}, {mode}), manifests {state}",
-        "made_dirs": [v["multus_state_dir"], v["multus_conf_dir"], os.path.dirname(v["multus_activate_path"])],
+        "made_dirs": [
+            v["multus_state_dir"],
+            v["multus_conf_dir"],
+            os.path.dirname(v["multus_activate_path"]),
+        ],
         "overlay": overlay,
     }
     facts = {
@@ -526,7 +578,7 @@ def nad_check(host, host_plan, settings, base_only=False):
 
 def whereabouts_want(v):
     """What a host asks for (built or fetched once: the same for every host of the play)."""
-    names = "binary url url_sha256 src_dir go build_env arch extra_binaries rebuild".split()
+    names = ["binary", "url", "url_sha256", "src_dir", "go", "build_env", "arch", "extra_binaries", "rebuild"]
     return dict({n: v[f"whereabouts_{n}"] for n in names}, crds_dir=v["_whereabouts_crds_src"])
 
 
@@ -594,8 +646,15 @@ def whereabouts_obtain(host, v, ctx):
         binaries = {n: build["binaries"][n] for n in names}
         version = build.get("version") or f"build {build['key'][:12]}"
     crds_src = v["_whereabouts_crds_src"]
-    present = sorted(os.path.basename(p) for p in glob.glob(f"{crds_src}/whereabouts.cni.cncf.io_*.yaml")) if crds_src else []
-    crd_file = lambda n: re.sub("^(.*)$", v["_whereabouts_crd_file"], n)  # noqa: E731
+    present = (
+        sorted(os.path.basename(p) for p in glob.glob(f"{crds_src}/whereabouts.cni.cncf.io_*.yaml"))
+        if crds_src
+        else []
+    )
+
+    def crd_file(name):
+        return re.sub("^(.*)$", v["_whereabouts_crd_file"], name)
+
     missing = [crd_file(n) for n in v["_whereabouts_crds_required"] if crd_file(n) not in present]
     if crds_src and missing:
         raise RolePlanError(
@@ -610,9 +669,19 @@ def whereabouts_obtain(host, v, ctx):
     warnings = (
         []
         if crds_src
-        else ["whereabouts: no CRDs are shipped or applied: there is no clone (whereabouts_src_dir) and no whereabouts_crds_dir"]
+        else [
+            "whereabouts: no CRDs are shipped or applied: there is no clone (whereabouts_src_dir)"
+            " and no whereabouts_crds_dir"
+        ]
     )
-    return {"binaries": binaries, "version": version, "build": build, "crds": crds, "want": want, "warnings": warnings}
+    return {
+        "binaries": binaries,
+        "version": version,
+        "build": build,
+        "crds": crds,
+        "want": want,
+        "warnings": warnings,
+    }
 
 
 def whereabouts_render(host, v, found):
@@ -623,12 +692,21 @@ def whereabouts_render(host, v, found):
         for name, path in sorted(found["binaries"].items())
     ]
     items += [
-        {"src": f"{v['_whereabouts_crds_src']}/{crd}", "dest": f"{v['whereabouts_manifest_dir']}/{crd}", "mode": "0644"}
+        {
+            "src": f"{v['_whereabouts_crds_src']}/{crd}",
+            "dest": f"{v['whereabouts_manifest_dir']}/{crd}",
+            "mode": "0644",
+        }
         for crd in found["crds"]
     ]
     if v["whereabouts_kubeconfig_content"]:
         items.append(
-            {"content": v["whereabouts_kubeconfig_content"], "dest": v["whereabouts_kubeconfig"], "mode": "0600", "secret": True}
+            {
+                "content": v["whereabouts_kubeconfig_content"],
+                "dest": v["whereabouts_kubeconfig"],
+                "mode": "0600",
+                "secret": True,
+            }
         )
     conf = {
         "datastore": "kubernetes",
@@ -637,9 +715,16 @@ def whereabouts_render(host, v, found):
         "log_level": v["whereabouts_log_level"],
     }
     items.append(
-        {"content": _nice_json(conf, 2) + "\n", "dest": f"{v['whereabouts_conf_dir']}/whereabouts.conf", "mode": "0600"}
+        {
+            "content": _nice_json(conf, 2) + "\n",
+            "dest": f"{v['whereabouts_conf_dir']}/whereabouts.conf",
+            "mode": "0600",
+        }
     )
-    dirs = [{"path": v["whereabouts_conf_dir"], "mode": "0755"}, {"path": v["whereabouts_manifest_dir"], "mode": "0755"}]
+    dirs = [
+        {"path": v["whereabouts_conf_dir"], "mode": "0755"},
+        {"path": v["whereabouts_manifest_dir"], "mode": "0755"},
+    ]
     entry = {
         "files": [i for i in items if "secret" not in i],
         "secrets": [i for i in items if "secret" in i],
@@ -689,7 +774,7 @@ def multus_service_obtain(host, v, ctx):
     problems = preflight.problems("multus_service", host, dict(v, all_hosts=ctx.all_hosts))
     if problems:
         raise RolePlanError(f"{host}: " + "; ".join(problems))
-    names = "src_dir go build_env arch rebuild".split()
+    names = ["src_dir", "go", "build_env", "arch", "rebuild"]
     want = {n: v[f"multus_service_{n}"] for n in names}
     first = ctx.first("multus_service", want)
     if first["want"] != want:
@@ -706,7 +791,8 @@ def multus_service_render(host, v, found):
     """The two binaries and the manifests (the role's templates, rendered by the action)."""
     bin_dir, mdir = v["multus_service_bin_dir"], v["multus_service_manifest_dir"]
     files = [
-        {"src": found["binaries"][n], "dest": f"{bin_dir}/{n}", "mode": "0755"} for n in v["_multus_service_binaries"]
+        {"src": found["binaries"][n], "dest": f"{bin_dir}/{n}", "mode": "0755"}
+        for n in v["_multus_service_binaries"]
     ]
     files += [
         {"content": found["templates"][f"{name}.j2"], "dest": f"{mdir}/{name}", "mode": "0644"}

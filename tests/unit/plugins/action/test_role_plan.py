@@ -54,7 +54,9 @@ def test_host_scope_sets_the_contract_and_private_facts(cni_archive):
     assert set(plan) == {"cni_plugins", "node_local"}
     dests = [f["dest"] for f in plan["cni_plugins"]["files"]]
     assert "/opt/cni/bin/host-local" in dests and all(d.startswith("/opt/cni/bin/") for d in dests)
-    assert all(f["src"].startswith(str(cni_archive["cni_plugins_cache_dir"])) for f in plan["cni_plugins"]["files"])
+    assert all(
+        f["src"].startswith(str(cni_archive["cni_plugins_cache_dir"])) for f in plan["cni_plugins"]["files"]
+    )
     assert plan["node_local"]["overlay"]["index"] == 2 == facts["_node_local_index"]
     assert plan["node_local"]["files"][0]["src"] == f"{COLLECTION}/roles/node_local/files/node-local"
     assert facts["_cni_plugins_want"]["host"] == "vm-002"
@@ -75,7 +77,9 @@ def test_a_templated_host_variable_and_an_earlier_plan_kept(cni_archive):
 
 def test_bad_type_fails_against_the_roles_spec():
     tv = host_vars("vm-001", node_local_configs="not a dict")
-    with pytest.raises(AnsibleActionFail, match=r"vm-001: role xcluster.multus.node_local: .*node_local_configs"):
+    with pytest.raises(
+        AnsibleActionFail, match=r"vm-001: role xcluster.multus.node_local: .*node_local_configs"
+    ):
         action({"roles": ["node_local"]}).run(task_vars=tv)
 
 
