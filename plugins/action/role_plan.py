@@ -127,10 +127,23 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", "localhost")
         try:  # the arguments are those of plugins/modules/role_plan.py's DOCUMENTATION
-            args = argspec.validate(host, "role_plan", self._task.args)
+            args = argspec.validate(
+                host,
+                "role_plan",
+                self._task.args,
+                required_one_of=[["roles", "registry"]],
+                mutually_exclusive=[["roles", "registry"]],
+            )
         except argspec.ArgSpecError as e:
             raise AnsibleActionFail(str(e)) from None
-        roles = list(dict.fromkeys(args["roles"]))
+        if args["registry"] is not None:  # the roles this host gets: the switches xcluster_multus_<role>
+            try:
+                result["host_roles"] = plan.host_roles(args["registry"], args["switches"] or {}, host)
+            except plan.PlanError as e:
+                raise AnsibleActionFail(to_text(e)) from None
+            roles = list(result["host_roles"])
+        else:
+            roles = list(dict.fromkeys(args["roles"]))
         if args["unknown"] == "skip":
             roles = [r for r in roles if r in roleplan.ROLES]
         try:
@@ -140,11 +153,12 @@ class ActionModule(ActionBase):
                 self._play(roles, task_vars, args["nad_check"])
             else:
                 facts, warnings = self._host(roles, host, task_vars)
+                facts[args["fact"]] = facts.pop("xcluster_multus_plan")
                 result["ansible_facts"] = facts
                 if warnings:
                     result["warnings"] = warnings
                 # a kubeconfig among the files: the result is hidden (errors, raised above, are not)
-                if any((facts["xcluster_multus_plan"].get(r) or {}).get("secrets") for r in roles):
+                if any((facts[args["fact"]].get(r) or {}).get("secrets") for r in roles):
                     result["_ansible_no_log"] = True
         except roleplan.RolePlanError as e:
             raise AnsibleActionFail(to_text(e)) from None

@@ -32,9 +32,28 @@ options:
   roles:
     description:
       - The roles, by name (V(cni_plugins), V(node_local)), in the order they run.
+      - One of O(roles) and O(registry) is required.
     type: list
     elements: str
-    required: true
+  registry:
+    description:
+      - "Instead of O(roles), the collection's list of roles (C(_xcm_registry) in
+        C(playbooks/vars/xcluster_multus.yml), items C({name, auto, not_installed})) and
+        O(switches): the roles this host gets, returned as RV(host_roles)."
+    type: list
+    elements: dict
+  switches:
+    description:
+      - With O(registry), each role's switch C(xcluster_multus_<role>) (auto, true, yes, false, no).
+    type: dict
+  fact:
+    description:
+      - "The host fact the plan is set in: the contract C(xcluster_multus_plan) with each role's
+        entry (and the earlier roles' entries kept). An action's facts rank below C(set_fact), so
+        a play that set C(xcluster_multus_plan) before copies this one into it with
+        M(ansible.builtin.set_fact) (the roles' preflight.yml and playbooks/tasks/preflight.yml do)."
+    type: str
+    default: xcluster_multus_plan
   scope:
     description:
       - V(host) checks and renders this host; V(play) checks across the play's hosts.
@@ -77,13 +96,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+host_roles:
+  description: With O(registry), the roles this host gets, in order.
+  returned: success and registry given
+  type: list
+  elements: str
 roles:
   description: The roles planned (or checked), in order.
   returned: success
   type: list
   elements: str
 ansible_facts:
-  description: With O(scope=host), xcluster_multus_plan with each role's entry, and the roles' private facts.
+  description: With O(scope=host), O(fact) (the plan with each role's entry), and the roles' private facts.
   returned: success
   type: dict
 """

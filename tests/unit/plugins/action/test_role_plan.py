@@ -103,3 +103,18 @@ def test_play_scope_checks_across_hosts(cni_archive):
     tv = host_vars("vm-001", hostvars=facts)
     with pytest.raises(AnsibleActionFail, match="hosts vm-001 and vm-002 both have node index 1"):
         action({"roles": ["node_local", "cni_plugins"], "scope": "play"}).run(task_vars=tv)
+
+
+def test_registry_and_switches_give_the_host_roles_and_the_fact_name():
+    registry = [{"name": "node_local"}, {"name": "sixth", "auto": "False"}, {"name": "seventh"}]
+    args = {"registry": registry, "switches": {"sixth": "auto"}, "unknown": "skip", "fact": "_xcm_plan"}
+    out = action(args).run(task_vars=host_vars("vm-001"))
+    assert out["host_roles"] == ["node_local", "seventh"] and out["roles"] == ["node_local"]
+    assert set(out["ansible_facts"]["_xcm_plan"]) == {"node_local"}
+    assert "xcluster_multus_plan" not in out["ansible_facts"]
+    with pytest.raises(
+        AnsibleActionFail, match=r"host vm-001: xcluster_multus_sixth is 'maybe'; expected one of"
+    ):
+        action(dict(args, switches={"sixth": "maybe"})).run(task_vars=host_vars("vm-001"))
+    with pytest.raises(AnsibleActionFail, match=r"mutually exclusive: roles\|registry"):
+        action(dict(args, roles=["node_local"])).run(task_vars=host_vars("vm-001"))
