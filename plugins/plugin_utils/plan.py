@@ -4,7 +4,8 @@
 host fact ``xcluster_multus_plan``) and what the playbooks make of it.
 
 A role's entry, ``xcluster_multus_plan[<role>]``, set by the role's ``files`` entry point
-(its preflight runs it) and kept up to date by its own steps::
+(its preflight: the action xcluster.multus.role_plan, plugin_utils/roleplan.py) and kept up to
+date by its own steps::
 
     files:        push_files items (no secret among them)
     secrets:      push_files items that hold a secret (a kubeconfig); their task output is hidden
@@ -20,7 +21,9 @@ A role's entry, ``xcluster_multus_plan[<role>]``, set by the role's ``files`` en
                   multus config's variants the .rc picks from at boot), conf_src (where the
                   multus config waits until the activation writes it), workers_only (dests
                   the .rc keeps only on nodes from FIRST_WORKER up, as xcluster's
-                  25whereabouts.rc writes whereabouts.conf)
+                  25whereabouts.rc writes whereabouts.conf); what the .rc reads of
+                  the roles' variables: index_file (node_local), activate_path, cni_info,
+                  delegates (multus)
 
 The list of roles (the registry) exists once, in playbooks/vars/xcluster_multus.yml: one item
 per role, ``{name, auto, not_installed}``; ``auto`` (default true) says whether the role is on

@@ -42,7 +42,7 @@ def _int(value):
             return 0
 
 
-def _same_archive(kind, host, mine, want):
+def same_archive(kind, host, mine, want):
     """Every host of the play asks for the archive the first one asks for (it is fetched once)."""
     if mine == want:
         return []
@@ -68,7 +68,7 @@ def cni_plugins_inputs(host, v):
             """ on the command line: -e '{"cni_plugins_list": ["bridge", "host-local"]}'),"""
             f" cni_plugins_archive_dirs a list of directories (got {_j(v['cni_plugins_archive_dirs'])})"
         )
-    out += _same_archive("cni-plugins", host, v["mine"], v["want"])
+    out += same_archive("cni-plugins", host, v["mine"], v["want"])
     artifact = v["artifact"]
     shipped = [f for f in artifact["files"] if "/" not in f and f not in v["not_plugins"]]
     if list_ok:
@@ -112,7 +112,7 @@ def multus_inputs(host, v):
             " multus_kubeconfig_content or as multus_kubeconfig_server together with multus_kubeconfig_token,"
             " and needs multus_kubeconfig (the path) set"
         )
-    same = _same_archive("multus", host, v["mine"], v["want"])
+    same = same_archive("multus", host, v["mine"], v["want"])
     artifact, flavour = v["artifact"], v["flavour"]
     if same:
         out += same
@@ -150,10 +150,65 @@ def node_local_inputs(host, v):
     return out
 
 
+def whereabouts_inputs(host, v):
+    """A source (a prebuilt binary, a release asset URL with its sha256, or a clone to build);
+    extra binaries only from a build."""
+    binary, url, src = v["whereabouts_binary"], v["whereabouts_url"], v["whereabouts_src_dir"]
+    out = []
+    if not (binary or url or src):
+        out.append(
+            "whereabouts has no source: whereabouts_binary, whereabouts_url and whereabouts_src_dir"
+            " (default $WHEREABOUTS_DIR, unset) are all empty; expected the path of your whereabouts"
+            " clone, a prebuilt binary, or a release asset URL with its sha256"
+        )
+    sha = v["whereabouts_url_sha256"]
+    if url and not binary and not (isinstance(sha, str) and re.match(r"^(sha256:)?[0-9a-fA-F]{64}$", sha)):
+        out.append(f"whereabouts_url_sha256 {_j(sha)} is not a sha256; expected 64 hex digits for {url}")
+    source = "binary" if binary else "url" if url else "build"
+    if v["whereabouts_extra_binaries"] and source != "build":
+        out.append(
+            f"whereabouts_extra_binaries {_j(v['whereabouts_extra_binaries'])} needs a build of your clone,"
+            f" but the binary comes from {source}; expected []"
+        )
+    return out
+
+
+def multus_service_inputs(host, v):
+    """The daemons' hosts in the inventory (v['all_hosts']) when they start;
+    the Service's port, replicas and IP families in range."""
+    out = []
+    if v["multus_service_start"]:
+        controller, proxies = v["_multus_service_controller"], v["_multus_service_proxies"]
+        strangers = [p for p in proxies if p not in v["all_hosts"]]
+        if controller not in v["all_hosts"] or strangers:
+            out.append(
+                f"multus_service_controller_host {_j(controller)} /"
+                f" multus_service_proxy_hosts {_j(strangers)}"
+                " are not inventory hosts; expected hosts of group xcluster"
+            )
+    port, fams = v["multus_service_port"], v["multus_service_ip_families"]
+    replicas, client = v["multus_service_replicas"], v["multus_service_client_replicas"]
+    if not (
+        1 <= _int(port) <= 65535
+        and _int(replicas) >= 0
+        and _int(client) >= 0
+        and _is_list(fams)
+        and len(fams) in (1, 2)
+        and len(set(map(str, fams))) == len(fams)
+    ):
+        out.append(
+            f"multus_service_port {port}, replicas {replicas}/{client}, ip families {_j(fams)}: expected a"
+            " port 1-65535, replicas >= 0 and one or two different families"
+        )
+    return out
+
+
 CHECKS = {
     "cni_plugins": [cni_plugins_inputs],
     "multus": [multus_inputs],
     "node_local": [node_local_inputs],
+    "whereabouts": [whereabouts_inputs],
+    "multus_service": [multus_service_inputs],
 }
 
 

@@ -13,14 +13,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # path -> (number of '{%' allowed, why). Every entry needs a reason; an entry that is no longer
 # needed fails the test so that it is removed.
-ALLOWED = {
-    # engineer A's branch removes these (issue 15 item 3: the per-role `{% set %}` file-list
-    # builders become one preflight/render action); delete these four entries when it is merged.
-    "roles/cni_plugins/tasks/files.yml": (4, "engineer A's branch removes these"),
-    "roles/multus/tasks/files.yml": (4, "engineer A's branch removes these"),
-    "roles/node_local/tasks/files.yml": (4, "engineer A's branch removes these"),
-    "roles/whereabouts/tasks/files.yml": (6, "engineer A's branch removes these"),
-}
+ALLOWED = {}
 
 
 def task_yaml():

@@ -312,7 +312,7 @@ def render_rc(tmp, delegates=True, max_index=200, profile=None, workers_only=())
         _ovl_conf_src=str(tmp / "10-multus.conf"),
         _ovl_profile=str(tmp / "profile"),
         _ovl_cni_info="multus+bridge",
-        multus_activate_path=str(activate),
+        _ovl_activate_path=str(activate),
         _ovl_workers_only=list(workers_only),
     )
     rc = tmp / "27multus.rc"
