@@ -39,7 +39,9 @@ def test_rbac_follows_upstream_and_grants_no_secrets():
         assert binding["roleRef"]["name"] == role
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": comp, "namespace": "kube-system"}]
         for rule in lst["items"][1]["rules"]:
-            assert "secrets" not in rule["resources"] and not ("" in rule["apiGroups"] and "*" in rule["resources"])
+            assert "secrets" not in rule["resources"] and not (
+                "" in rule["apiGroups"] and "*" in rule["resources"]
+            )
     multus = k.rbac("multus", "m", "ns")["items"][1]["rules"]
     assert {"apiGroups": [""], "resources": ["pods", "pods/status"], "verbs": ["get", "update"]} in multus
     with pytest.raises(k.KubeApiError, match="no ServiceAccount rules for 'calico'"):
@@ -97,7 +99,9 @@ def test_parse_and_kubeconfig():
 
 
 def test_parse_errors_name_host_and_serviceaccount():
-    with pytest.raises(k.KubeApiError, match="host vm-001: multus ServiceAccount kube-system/multus: no kubectl"):
+    with pytest.raises(
+        k.KubeApiError, match="host vm-001: multus ServiceAccount kube-system/multus: no kubectl"
+    ):
         k.parse("XCM-SA-ERROR: no kubectl on this host", "multus", SETTINGS, host="vm-001")
     with pytest.raises(k.KubeApiError, match="has no SERVER, TOKEN, STATE line"):
         k.parse("", "multus", SETTINGS)
@@ -106,7 +110,9 @@ def test_parse_errors_name_host_and_serviceaccount():
 
 
 def test_contract_secret_and_check_mode():
-    plan = {"multus": {"files": [], "secrets": [{"dest": "/old", "content": "x", "mode": "0600", "secret": True}]}}
+    plan = {
+        "multus": {"files": [], "secrets": [{"dest": "/old", "content": "x", "mode": "0600", "secret": True}]}
+    }
     info = k.parse(out(), "multus", SETTINGS)
     new = k.with_serviceaccount(plan, "multus", info, SETTINGS["kubeconfig"], "multus")
     assert [s["dest"] for s in new["multus"]["secrets"]] == ["/old", SETTINGS["kubeconfig"]]
@@ -140,14 +146,15 @@ echo "$*" >>"$XCM_LOG"
 case "$*" in
 *"get --raw"*) [ -n "$XCM_DOWN" ] && { echo "connection refused" >&2; exit 1; }; echo ok ;;
 *"apply --dry-run=server"*) echo "serviceaccount/multus created (server dry run)" ;;
-*" apply "*) echo "serviceaccount/multus $XCM_APPLY"; echo "clusterrole.rbac.authorization.k8s.io/multus unchanged" ;;
+*" apply "*) echo "serviceaccount/multus $XCM_APPLY"; echo "clusterrole.rbac/multus unchanged" ;;
 *"jsonpath={.clusters[0].cluster.server}"*) printf https://198.19.201.254:6443 ;;
 *"certificate-authority-data"*) printf Q0EK ;;
 *"insecure-skip-tls-verify"*) printf '' ;;
 *"create token"*)
   h=$(echo "$*" | sed -n 's/.*--duration=\([0-9]*\)h.*/\1/p')
   now=$(date +%s)
-  p=$(printf '{"exp":%s,"iat":%s,"sub":"system:serviceaccount:kube-system:multus"}' $((now + h * 3600)) "$now" |
+  s=system:serviceaccount:kube-system:multus
+  p=$(printf '{"exp":%s,"iat":%s,"sub":"%s"}' $((now + h * 3600)) "$now" "$s" |
       base64 -w0 | tr '+/' '-_' | tr -d '=')
   printf 'eyJhbGciOiJSUzI1NiJ9.%s.c2ln' "$p" ;;
 *) echo "unexpected: $*" >&2; exit 1 ;;
@@ -203,7 +210,9 @@ def test_script_creates_then_reuses_then_renews(fake):
     assert k.parse(run(hours=24)[0].stdout, "multus", dict(s, hours=24))["state"] == "created"
     # another ServiceAccount's token is not reused
     cur.write_text(
-        k.kubeconfig_text(dict(info, token=jwt(int(time.time()) + 8000 * 3600, "system:serviceaccount:x:y")), "m")
+        k.kubeconfig_text(
+            dict(info, token=jwt(int(time.time()) + 8000 * 3600, "system:serviceaccount:x:y")), "m"
+        )
     )
     assert k.parse(run()[0].stdout, "multus", s)["state"] == "created"
     assert "--kubeconfig=/etc/kubernetes/kubeconfig.token" in log.read_text()
