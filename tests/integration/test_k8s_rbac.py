@@ -18,6 +18,9 @@ multus-service from their clone stand-ins.
 5. uninstall.yml with uninstall_api_objects=true leaves the API with the objects it had before
    site.yml (Events and whereabouts' leader Lease, runtime records of the CNI calls, aside), and
    the old tokens no longer authenticate.
+The namespace lab has no ipvlan (host kernel), so the basic check's net1 is macvlan there and
+whereabouts is run directly; `XCM_K8S_LAB=vm` runs the module on the VM lab, where net1 is
+ipvlan over whereabouts, through multus, with both ServiceAccounts' tokens.
 Needs root, the archives of tests/artifacts/build-all and its k8s target, etcd.
 """
 
@@ -37,6 +40,10 @@ LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml"
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
 ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
 NODES = 2
+# XCM_K8S_LAB=vm runs the module on the VM lab, where net1 is ipvlan over whereabouts: the basic
+# check's whereabouts allocations then go through multus with both ServiceAccounts' tokens.
+BACKEND = os.environ.get("XCM_K8S_LAB", "netns")
+VM = BACKEND == "vm"
 MULTUS_KC = "/etc/cni/net.d/multus.d/multus.kubeconfig"
 WB_KC = "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"
 SA_VARS = ["-e", "multus_serviceaccount=true"]
@@ -58,7 +65,8 @@ def lab(tmp_path_factory):
         PATH=os.pathsep.join([VENV_BIN, env.get("PATH", ""), "/usr/local/go/bin"]),
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
-        LAB="netns",
+        LAB=BACKEND,
+        LAB_SSH_TIMEOUT=os.environ.get("LAB_SSH_TIMEOUT", "400"),
         LAB_PREFIX=f"k8sr{os.getpid() % 100000}",
         LAB_NET="auto",
         LAB_NODES=str(NODES),
@@ -321,15 +329,26 @@ def test_basic_and_whereabouts_with_their_own_tokens(lab, tmp_path):
     try:
         save, res = tmp_path / "basic.yml", tmp_path / "basic.json"
         save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
+        ipvlan = "required" if VM else "auto"
         out = play(
-            lab, str(save), "-e", "basic_api=required", "-e", "basic_kubeconfig=/root/xcm-shared.kubeconfig"
+            lab,
+            str(save),
+            "-e",
+            "basic_api=required",
+            "-e",
+            "basic_kubeconfig=/root/xcm-shared.kubeconfig",
+            "-e",
+            f"basic_ipvlan={ipvlan}",
         )
         assert "network-status from the API" in out, out[-4000:]
         got = json.loads(res.read_text())
         assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
         for pod in got.values():
-            assert [i["network"] for i in pod][1:] == ["macvlan", "host-device"], pod
+            nets = (["ipvlan"] if VM else []) + ["macvlan", "host-device"]
+            assert [i["network"] for i in pod][1:] == nets, pod
             assert all(i["present"] and i["match"] for i in pod), pod
+            if VM:  # net1: whereabouts' addresses (IPv4 and IPv6) through multus, its own tokens
+                assert {":" in a for a in pod[1]["ips"]} == {True, False}, pod
         nad = json.loads(kubectl(lab, "get", "network-attachment-definition", "ipvlan", "-o", "json"))
         conf = dict(json.loads(nad["spec"]["config"]), name="ipvlan")
         out = whereabouts(lab, conf, "ADD", 10)
