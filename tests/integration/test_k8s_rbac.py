@@ -406,3 +406,33 @@ def test_uninstall_leaves_the_api_as_it_was(lab):
     for t in lab["old"]:
         ok, err = authenticates(lab, t)
         assert not ok and "Unauthorized" in err, err
+
+
+def test_overlay_refuses_serviceaccounts(tmp_path):
+    """An overlay is made with no API server to take a token from: ovl/tar stops, naming it."""
+    arch = os.path.join(CACHE, "archives")
+    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(arch, a))]
+    assert not missing, f"{missing} missing in {arch}: run tests/artifacts/build-all"
+    env = {k: v for k, v in os.environ.items() if k not in ("WHEREABOUTS_DIR", "MSERVICE_DIR")}
+    env.update(ARCHIVE=arch, PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]), ANSIBLE_NOCOLOR="1")
+    sums = os.path.join(arch, "SHA256SUMS")
+    p = subprocess.run(
+        [os.path.join(REPO, "ovl", "tar"), str(tmp_path / "m.tar"), "-e", "multus_serviceaccount=true"]
+        + [
+            "-e",
+            f"cni_plugins_checksum={sums}",
+            "-e",
+            f"multus_checksum={sums}",
+            "-e",
+            "multus_version=3.9.3",
+        ]
+        + ["-e", "multus_nads_without_plugin=true"],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert p.returncode != 0 and not (tmp_path / "m.tar").exists()
+    assert "vm-001: multus_serviceaccount true, but an overlay has no API server" in p.stdout + p.stderr
