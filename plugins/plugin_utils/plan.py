@@ -144,6 +144,18 @@ def note(plan, role, notes=None, report=None, host="this host"):
     return dict(plan, **{role: e})
 
 
+def set_secrets(plan, role, items, host="this host"):
+    """The plan with these secret push_files items among the role's ``secrets``, each replacing
+    one with the same dest (a kubeconfig made after the role's files were rendered, e.g. from a
+    token the API gave)."""
+    e = dict(_entry(plan, role, host))
+    dests = {i["dest"] for i in items}
+    e["secrets"] = [s for s in e.get("secrets") or [] if s["dest"] not in dests] + [
+        dict(i, secret=True) for i in items
+    ]
+    return dict(plan, **{role: e})
+
+
 def _grouped(files):
     """/a/b/x, /a/b/y, /c/z -> ['/a/b/{x,y}', '/c/z'] (directories in order of appearance)."""
     out, dirs = [], []

@@ -172,8 +172,8 @@ def test_a_sixth_role_is_one_directory_and_one_line(lab, tmp_path):
     # ... and one line
     vars_file = co / "playbooks" / "vars" / "xcluster_multus.yml"
     text = vars_file.read_text()
-    assert text.count("  - name: multus\n") == 1
-    vars_file.write_text(text.replace("  - name: multus\n", "  - name: multus\n  - name: sixth\n"))
+    assert text.count("  - name: whereabouts\n") == 1  # after multus (and its item's other keys)
+    vars_file.write_text(text.replace("  - name: whereabouts\n", "  - name: sixth\n  - name: whereabouts\n"))
     env = dict(lab.env, ANSIBLE_CONFIG=str(co / "ansible.cfg"))
     before = lab.changes()  # what the test before left (the daemons' logs)
 

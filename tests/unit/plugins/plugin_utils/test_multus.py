@@ -11,6 +11,7 @@ import ipaddress
 import json
 import pathlib
 
+import jinja2
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -47,10 +48,18 @@ XCLUSTER_CONF = {
 }
 
 
+def _kubeconfig(d):
+    """multus_kubeconfig's default follows multus_serviceaccount (its Jinja, rendered here)."""
+    env = jinja2.Environment(autoescape=False)
+    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "1", "on")
+    return env.from_string(d["multus_kubeconfig"]).render(d).strip()
+
+
 def role_settings(defaults=DEFAULTS, **over):
     """The settings the role passes to multus_config, from its defaults."""
     d = {k: v for k, v in defaults.items()}
     d.update({f"multus_{k}": v for k, v in over.items()})
+    d["multus_kubeconfig"] = _kubeconfig(d)
     return {
         "version": str(d["multus_version"]),
         "mode": d["multus_mode"],
@@ -675,3 +684,13 @@ def test_no_nad_without_its_plugin():
     ]  # fmt: skip
     with pytest.raises(AnsibleFilterError, match=r"multus_nads_skip"):
         manifests_filter(manifest_settings(nads_skip=["nope"]))
+
+
+def test_serviceaccount_switches_the_kubeconfig_path():
+    """multus_serviceaccount: multus reads its own ServiceAccount's kubeconfig (upstream's path)."""
+    conf = config_filter(role_settings(serviceaccount=True))
+    assert conf["kubeconfig"] == "/etc/cni/net.d/multus.d/multus.kubeconfig"
+    assert (
+        config_filter(role_settings(serviceaccount="false"))["kubeconfig"]
+        == "/etc/kubernetes/kubeconfig.token"
+    )

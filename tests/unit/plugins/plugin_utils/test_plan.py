@@ -68,7 +68,7 @@ def test_the_registry_is_the_one_list_of_roles():
     vars_file = yaml.safe_load((REPO / "playbooks/vars/xcluster_multus.yml").read_text())
     names = p.role_names(vars_file["_xcm_registry"])
     for r in vars_file["_xcm_registry"]:  # plain keys (YAML 1.1 reads a key `off` as false)
-        assert set(r) <= {"name", "auto", "not_installed"}, r
+        assert set(r) <= {"name", "auto", "not_installed", "credentials"}, r
     assert names == ["cni_plugins", "node_local", "multus", "whereabouts", "multus_service"]
     on_disk = sorted(d.name for d in (REPO / "roles").iterdir() if (d / "meta/argument_specs.yml").is_file())
     assert sorted(names) == on_disk  # every role of the collection is in the list, once
@@ -76,12 +76,34 @@ def test_the_registry_is_the_one_list_of_roles():
         specs = yaml.safe_load((REPO / "roles" / name / "meta/argument_specs.yml").read_text())[
             "argument_specs"
         ]
-        for ep in ("main", "preflight", "files", "install", "configure", "uninstall"):
+        credentials = next(r for r in vars_file["_xcm_registry"] if r["name"] == name).get("credentials")
+        for ep in ("main", "preflight", "files", "install", "configure", "uninstall") + (
+            ("credentials",) if credentials else ()
+        ):
             assert ep in specs, (name, ep)
             assert specs[ep]["options"] == specs["main"]["options"], (name, ep)  # one spec, not a copy
             assert (REPO / "roles" / name / "tasks" / f"{ep}.yml").is_file(), (name, ep)
     with pytest.raises(p.PlanError, match="twice"):
         p.role_names([{"name": "a"}, {"name": "a"}])
+
+
+def test_set_secrets_replaces_by_dest():
+    new = p.set_secrets(
+        PLAN, "multus", [{"content": "k", "dest": "/etc/cni/net.d/multus.d/m.kubeconfig", "mode": "0600"}]
+    )
+    assert [s["dest"] for s in new["multus"]["secrets"]] == [
+        "/etc/kubernetes/kubeconfig.token",
+        "/etc/cni/net.d/multus.d/m.kubeconfig",
+    ]
+    assert all(s["secret"] for s in new["multus"]["secrets"]) and p.secret(new, ["multus"])
+    again = p.set_secrets(
+        new, "multus", [{"content": "k2", "dest": "/etc/cni/net.d/multus.d/m.kubeconfig", "mode": "0600"}]
+    )
+    assert [s["content"] for s in again["multus"]["secrets"]] == ["s", "k2"]
+    assert len(PLAN["multus"]["secrets"]) == 1  # the input is not changed
+    assert "/etc/cni/net.d/multus.d/m.kubeconfig" in p.remove_lists(new, ["multus"])["files"]
+    with pytest.raises(p.PlanError, match="no entry for role 'nope'"):
+        p.set_secrets(PLAN, "nope", [])
 
 
 @pytest.mark.parametrize(
