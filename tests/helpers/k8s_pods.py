@@ -47,7 +47,7 @@ def nodes(env, names):
     apply(env, [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in names])
 
 
-def pod(name, node, networks, labels=None, namespace="default", template=None):
+def pod(name, node, networks, *, labels=None, namespace="default", template=None):
     """A Pod object bound to node; template: a pod template (metadata + spec) to start from."""
     meta = dict((template or {}).get("metadata") or {})
     spec = dict((template or {}).get("spec") or {"containers": [{"name": "c", "image": "alpine"}]})
@@ -71,10 +71,10 @@ def create(env, pods):
     return got
 
 
-def run_on_nodes(env, command, pods, conf=None, timeout=1800):
-    """cni_pods.sh COMMAND for every pod, on every node at once (all of a node's pods at once).
-    pods: {name: (node, namespace, uid)}. -> ({name: result}, {node: seconds on the node},
-    wall seconds)."""
+def run_on_nodes(env, command, pods, parallel=0, *, conf=None, timeout=1800):
+    """cni_pods.sh COMMAND for every pod, on every node at once (a node's pods all at once, or
+    in waves of `parallel`). pods: {name: (node, namespace, uid)}. -> ({name: result},
+    {node: seconds on the node}, wall seconds)."""
     with open(SCRIPT) as f:
         script = f.read()
     by_node = {}
@@ -83,7 +83,8 @@ def run_on_nodes(env, command, pods, conf=None, timeout=1800):
     procs = {}
     t0 = time.monotonic()
     for node, lines in by_node.items():
-        cmd = f"sh -c {shlex.quote(script)} cni_pods.sh {command}" + (f" {shlex.quote(conf)}" if conf else "")
+        cmd = f"sh -c {shlex.quote(script)} cni_pods.sh {command} {int(parallel)}"
+        cmd += f" {shlex.quote(conf)}" if conf else ""
         procs[node] = (
             subprocess.Popen(
                 [LABCMD, "ssh", node.split("-")[-1].lstrip("0"), cmd],
