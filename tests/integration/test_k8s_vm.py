@@ -11,7 +11,7 @@ on every node, multus-service-controller on vm-002, both with the nodes' token k
 1. 40 Pod objects across the nodes name the ipvlan NAD (whereabouts, dual-stack ipRanges as
    the roles render it); the installed multus runs for them concurrently on both nodes, as the
    runtime would (tests/helpers/cni_pods.sh: the node's own 10-multus.conf and kubeconfig,
-   CNI_ARGS naming the pod; XCM_K8S_VM_PARALLEL at once per node, default 4, see PARALLEL):
+   CNI_ARGS naming the pod; XCM_K8S_VM_PARALLEL at once per node, default 2, see PARALLEL):
    every pod's network-status in the API has eth0 and net1, 40 distinct IPv4 and 40 distinct
    IPv6 net1 addresses, each in the pod and in the API's IPPools under the pod's name; then the
    40 DELs the same way: the IPPools are empty, every node has exactly the links it had, no
@@ -53,8 +53,10 @@ PODS = 40
 # At most this many ADDs (or DELs) at once per node (0: all of a node's pods at once). On the
 # TCG VMs (1 emulated vCPU each) a pod ADD through multus + bridge + ipvlan + whereabouts costs
 # ~10 s of CPU; 20 at once on one VM starve each other past whereabouts' hard-coded 2-minute
-# ADD limit ("time limit exceeded while waiting to become leader": 15 of 20 failed, measured).
-PARALLEL = int(os.environ.get("XCM_K8S_VM_PARALLEL", "4"))
+# ADD limit ("time limit exceeded while waiting to become leader": 15 of 20 failed, measured);
+# 4 at once on VMs niced under a host load of 13 still starved 5 of 20 past whereabouts' 10 s
+# API request limit ("client rate limiter Wait returned an error: context deadline exceeded").
+PARALLEL = int(os.environ.get("XCM_K8S_VM_PARALLEL", "2"))
 # the ipvlan NADs' whereabouts ranges in the lab (tests/lab/group_vars/all/multus.yml)
 V4 = ipaddress.ip_network("198.19.224.0/24")
 V6 = ipaddress.ip_network("2001:db8:16:224::/120")
@@ -141,50 +143,6 @@ def allocations(lab):
     return [a for p in pools for a in (p["spec"].get("allocations") or {}).values()]
 
 
-def test_40_concurrent_adds_through_multus_ipvlan_whereabouts(lab):
-    env = lab["env"]
-    nad = kp.kget(env, "network-attachment-definition", "ipvlan")
-    conf = json.loads(nad["spec"]["config"])
-    assert conf["type"] == "ipvlan" and conf["ipam"]["type"] == "whereabouts", conf
-    assert len(conf["ipam"]["ipRanges"]) == 2, conf  # dual-stack, as the roles render it
-    before = {h: kp.links(env, h) for h in HOSTS}
-    names = [f"xcm-p{i:02d}" for i in range(PODS)]
-    pods = kp.create(
-        env,
-        [kp.pod(n, HOSTS[i % len(HOSTS)], "ipvlan", labels={"app": "xcm-40"}) for i, n in enumerate(names)],
-    )
-    try:
-        res, secs, wall = kp.run_on_nodes(env, "ADD", pods, PARALLEL)
-        log(f"{PODS} ADDs ({PARALLEL or 'all'} at once per node): {wall:.0f} s wall ({secs} s on the nodes)")
-        bad = {n: r["err"][-600:] for n, r in res.items() if r["rc"] != 0}
-        assert sorted(res) == names and not bad, bad
-        api = {p["metadata"]["name"]: p for p in kp.kget(env, "pods", "-l", "app=xcm-40")["items"]}
-        v4, v6 = [], []
-        for n in names:
-            st = kp.network_status(api[n])
-            assert [s["interface"] for s in st] == ["eth0", "net1"], (n, st)
-            assert st[1]["name"] == "default/ipvlan", (n, st)
-            ips = st[1]["ips"]
-            v4 += [ip for ip in ips if ipaddress.ip_address(ip) in V4]
-            v6 += [ip for ip in ips if ipaddress.ip_address(ip) in V6]
-            assert len(ips) == 2, (n, st)
-            assert kp.in_pod(res[n])["net1"] == sorted(ips), (n, st, res[n]["addr"])
-        assert len(v4) == len(set(v4)) == PODS and len(v6) == len(set(v6)) == PODS, (v4, v6)
-        got = allocations(lab)
-        assert sorted(a["podref"] for a in got) == sorted(f"default/{n}" for n in names for _ in (4, 6)), got
-        res, secs, wall = kp.run_on_nodes(env, "DEL", pods, PARALLEL)
-        log(f"{PODS} DELs ({PARALLEL or 'all'} at once per node): {wall:.0f} s wall ({secs} s on the nodes)")
-        bad = {n: r["err"][-600:] for n, r in res.items() if r["rc"] != 0}
-        assert not bad, bad
-        assert allocations(lab) == []
-        assert {h: kp.links(env, h) for h in HOSTS} == before
-        for h in HOSTS:
-            left = ssh(lab, h, "ip netns list; ls /var/lib/cni/multus 2>/dev/null | grep xcm-; true")
-            assert left.strip() == "", (h, left)
-    finally:
-        kp.kubectl(env, "delete", "pods", "-l", "app=xcm-40", "--force", "--grace-period=0", check=False)
-
-
 def slices(lab):
     return kp.kget(lab["env"], "endpointslices", "-l", "kubernetes.io/service-name=multus-service")["items"]
 
@@ -204,7 +162,18 @@ def wait_slices(lab, want, timeout=180):
 
 
 def test_multus_service_controller_writes_the_endpointslices(lab):
+    """First in the module: a starved TCG VM can lose the controller's leader lease (its renew
+    deadline is 10 s), and the controller then exits, as upstream's does."""
     env = lab["env"]
+    alive = ssh(
+        lab,
+        "vm-002",
+        "p=$(cat /var/run/multus-service-controller.pid); [ -d /proc/$p ] && echo ALIVE;"
+        " tail -n 5 /var/log/multus-service-controller.log",
+    )
+    assert alive.startswith("ALIVE"), (
+        f"multus-service-controller (started by the role) is not running: {alive}"
+    )
     # the collection's Service, applied as a user does, with kubectl on vm-001
     out = ssh(
         lab,
@@ -275,3 +244,47 @@ def test_multus_service_controller_writes_the_endpointslices(lab):
     # multus-proxy: started by the role on every node, it needs CRI-O (none in the lab)
     proxy = ssh(lab, "vm-001", "cat /var/log/multus-proxy.log")
     assert "crio.sock" in proxy and "cannot create pod change tracker" in proxy, proxy
+
+
+def test_40_concurrent_adds_through_multus_ipvlan_whereabouts(lab):
+    env = lab["env"]
+    nad = kp.kget(env, "network-attachment-definition", "ipvlan")
+    conf = json.loads(nad["spec"]["config"])
+    assert conf["type"] == "ipvlan" and conf["ipam"]["type"] == "whereabouts", conf
+    assert len(conf["ipam"]["ipRanges"]) == 2, conf  # dual-stack, as the roles render it
+    before = {h: kp.links(env, h) for h in HOSTS}
+    names = [f"xcm-p{i:02d}" for i in range(PODS)]
+    pods = kp.create(
+        env,
+        [kp.pod(n, HOSTS[i % len(HOSTS)], "ipvlan", labels={"app": "xcm-40"}) for i, n in enumerate(names)],
+    )
+    try:
+        res, secs, wall = kp.run_on_nodes(env, "ADD", pods, PARALLEL)
+        log(f"{PODS} ADDs ({PARALLEL or 'all'} at once per node): {wall:.0f} s wall ({secs} s on the nodes)")
+        bad = {n: r["err"][-600:] for n, r in res.items() if r["rc"] != 0}
+        assert sorted(res) == names and not bad, bad
+        api = {p["metadata"]["name"]: p for p in kp.kget(env, "pods", "-l", "app=xcm-40")["items"]}
+        v4, v6 = [], []
+        for n in names:
+            st = kp.network_status(api[n])
+            assert [s["interface"] for s in st] == ["eth0", "net1"], (n, st)
+            assert st[1]["name"] == "default/ipvlan", (n, st)
+            ips = st[1]["ips"]
+            v4 += [ip for ip in ips if ipaddress.ip_address(ip) in V4]
+            v6 += [ip for ip in ips if ipaddress.ip_address(ip) in V6]
+            assert len(ips) == 2, (n, st)
+            assert kp.in_pod(res[n])["net1"] == sorted(ips), (n, st, res[n]["addr"])
+        assert len(v4) == len(set(v4)) == PODS and len(v6) == len(set(v6)) == PODS, (v4, v6)
+        got = allocations(lab)
+        assert sorted(a["podref"] for a in got) == sorted(f"default/{n}" for n in names for _ in (4, 6)), got
+        res, secs, wall = kp.run_on_nodes(env, "DEL", pods, PARALLEL)
+        log(f"{PODS} DELs ({PARALLEL or 'all'} at once per node): {wall:.0f} s wall ({secs} s on the nodes)")
+        bad = {n: r["err"][-600:] for n, r in res.items() if r["rc"] != 0}
+        assert not bad, bad
+        assert allocations(lab) == []
+        assert {h: kp.links(env, h) for h in HOSTS} == before
+        for h in HOSTS:
+            left = ssh(lab, h, "ip netns list; ls /var/lib/cni/multus 2>/dev/null | grep xcm-; true")
+            assert left.strip() == "", (h, left)
+    finally:
+        kp.kubectl(env, "delete", "pods", "-l", "app=xcm-40", "--force", "--grace-period=0", check=False)
