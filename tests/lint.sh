@@ -17,7 +17,7 @@ ruff format --check . || rc=1
 step shellcheck
 # node-side shell: what the plugins load (plugins/**/*.sh), the roles' node scripts
 # (roles/*/files/*.sh) and the playbooks' (playbooks/files/*.sh)
-find plugins roles/*/files playbooks/files -name '*.sh' -print0 | xargs -0 -r shellcheck -s sh || rc=1
+find plugins roles/*/files playbooks/files tests/helpers -name '*.sh' -print0 | xargs -0 -r shellcheck -s sh || rc=1
 
 step yamllint
 yamllint -s . || rc=1
