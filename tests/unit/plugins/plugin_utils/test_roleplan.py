@@ -445,7 +445,7 @@ def msv(**over):
     [
         (
             {"multus_service_src_dir": ""},
-            r"vm-001: no multus-service source: multus_service_src_dir is empty \(and \$MSERVICE_DIR"
+            r"vm-001: no multus-service source: multus_service_src_dir is empty \(and \$MSERVICE_DIR",
         ),
         (
             {"multus_service_port": 70000},
