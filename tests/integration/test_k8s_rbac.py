@@ -30,6 +30,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -404,8 +405,14 @@ def test_uninstall_leaves_the_api_as_it_was(lab):
     assert after == lab["before"], (sorted(after - lab["before"]), sorted(lab["before"] - after), out[-3000:])
     for n in range(1, NODES + 1):
         assert ssh(lab, n, f"ls {MULTUS_KC} {WB_KC} 2>&1 || true").count("No such file") == 2
+    # the API server caches a token's successful authentication for 10 s (kube-apiserver's
+    # token cache): a deleted ServiceAccount's token is refused within that time
     for t in lab["old"]:
+        deadline = time.monotonic() + 30
         ok, err = authenticates(lab, t)
+        while ok and time.monotonic() < deadline:
+            time.sleep(2)
+            ok, err = authenticates(lab, t)
         assert not ok and "Unauthorized" in err, err
 
 
