@@ -587,19 +587,50 @@ def _built(result):
     return dict(result, changed=bool(result["built"]))
 
 
+def clone_build(host, v, ctx, *, prefix, name, recipe, expect):
+    """A role's clone built once per run (gobuild; skipped when the clone has not changed), from
+    its variables <prefix>_src_dir, _go, _arch, _build_env, _rebuild."""
+    args = {
+        "name": name,
+        "src": os.path.expanduser(v[f"{prefix}_src_dir"]),
+        "recipe": recipe,
+        "go": v[f"{prefix}_go"],
+        "arch": v[f"{prefix}_arch"],
+        "env": {k: str(x) for k, x in (v[f"{prefix}_build_env"] or {}).items()},
+        "expect": expect,
+        "force": bool(v[f"{prefix}_rebuild"]),
+    }
+    try:
+        return ctx.once(["build", args], lambda: _built(gobuild.build(**args)))
+    except gobuild.BuildError as e:
+        raise RolePlanError(f"{host}: {e}") from None
+
+
+def same_source(ctx, role, host, want, what):
+    """Every host of the play asks for the same source as the run's first asker (it is built or
+    fetched once); ``what`` names the thing and its variables for the message."""
+    first = ctx.first(role, want)
+    if first["want"] != want:
+        raise RolePlanError(
+            f"the hosts of this play ask for different {what} must be the same for all): "
+            + json.dumps({first["host"]: first["want"], host: want})
+        )
+
+
 def whereabouts_obtain(host, v, ctx):
     """The checks, then the binaries (prebuilt, downloaded once, or built once) and the CRD files."""
     problems = preflight.problems("whereabouts", host, v)
     if problems:
         raise RolePlanError(f"{host}: " + "; ".join(problems))
     want = whereabouts_want(v)
-    first = ctx.first("whereabouts", want)
-    if first["want"] != want:
-        raise RolePlanError(
-            "the hosts of this play ask for different whereabouts sources (whereabouts_binary, _url,"
-            " _url_sha256, _src_dir, _go, _build_env, _arch, _extra_binaries, _rebuild, _crds_dir must be"
-            " the same for all): " + json.dumps({first["host"]: first["want"], host: want})
-        )
+    same_source(
+        ctx,
+        "whereabouts",
+        host,
+        want,
+        "whereabouts sources (whereabouts_binary, _url, _url_sha256, _src_dir, _go, _build_env, _arch,"
+        " _extra_binaries, _rebuild, _crds_dir",
+    )
     source = v["_whereabouts_source"]
     build = {"skipped": True, "changed": False}
     if source == "binary":
@@ -629,20 +660,9 @@ def whereabouts_obtain(host, v, ctx):
         binaries, version = {"whereabouts": asset["path"]}, v["whereabouts_url"]
     else:
         names = list(dict.fromkeys(["whereabouts", *v["whereabouts_extra_binaries"]]))
-        args = {
-            "name": "whereabouts",
-            "src": os.path.expanduser(v["whereabouts_src_dir"]),
-            "recipe": "build-go-sh",
-            "go": v["whereabouts_go"],
-            "arch": v["whereabouts_arch"],
-            "env": {k: str(x) for k, x in (v["whereabouts_build_env"] or {}).items()},
-            "expect": names,
-            "force": bool(v["whereabouts_rebuild"]),
-        }
-        try:
-            build = ctx.once(["build", args], lambda: _built(gobuild.build(**args)))
-        except gobuild.BuildError as e:
-            raise RolePlanError(f"{host}: {e}") from None
+        build = clone_build(
+            host, v, ctx, prefix="whereabouts", name="whereabouts", recipe="build-go-sh", expect=names
+        )
         binaries = {n: build["binaries"][n] for n in names}
         version = build.get("version") or f"build {build['key'][:12]}"
     crds_src = v["_whereabouts_crds_src"]
@@ -772,20 +792,10 @@ def multus_service_binaries(host, v, ctx, source):
     build result)."""
     if source["source"] == "prebuilt":
         return dict(source["binaries"]), source["report"], {"skipped": True}
-    args = {
-        "name": "multus-service",
-        "src": os.path.expanduser(v["multus_service_src_dir"]),
-        "recipe": "go-install",
-        "go": v["multus_service_go"],
-        "arch": v["multus_service_arch"],
-        "env": {k: str(x) for k, x in (v["multus_service_build_env"] or {}).items()},
-        "expect": list(v["_multus_service_binaries"]),
-        "force": bool(v["multus_service_rebuild"]),
-    }
-    try:
-        build = ctx.once(["build", args], lambda: _built(gobuild.build(**args)))
-    except gobuild.BuildError as e:
-        raise RolePlanError(f"{host}: {e}") from None
+    expect = list(v["_multus_service_binaries"])
+    build = clone_build(
+        host, v, ctx, prefix="multus_service", name="multus-service", recipe="go-install", expect=expect
+    )
     binaries = {n: build["binaries"][n] for n in v["_multus_service_binaries"]}
     version = build.get("version") or f"build {build['key'][:12]}"
     return binaries, f"{version}, {source['report']}", build
@@ -799,13 +809,14 @@ def multus_service_obtain(host, v, ctx):
         raise RolePlanError(f"{host}: " + "; ".join(problems))
     names = ["source", "src_dir", "prebuilt_dir", "go", "build_env", "arch", "rebuild"]
     want = {n: v[f"multus_service_{n}"] for n in names}
-    first = ctx.first("multus_service", want)
-    if first["want"] != want:
-        raise RolePlanError(
-            "the hosts of this play ask for different multus-service builds (multus_service_source,"
-            " _src_dir, _prebuilt_dir, _go, _build_env, _arch, _rebuild must be the same for all): "
-            + json.dumps({first["host"]: first["want"], host: want})
-        )
+    same_source(
+        ctx,
+        "multus_service",
+        host,
+        want,
+        "multus-service builds (multus_service_source, _src_dir, _prebuilt_dir, _go, _build_env, _arch,"
+        " _rebuild",
+    )
     binaries, version, build = multus_service_binaries(host, v, ctx, source)
     return {"binaries": binaries, "version": version, "build": build, "want": want}
 
