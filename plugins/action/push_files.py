@@ -20,7 +20,7 @@ import tempfile
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
-from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, push
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts, push
 
 
 class ActionModule(ActionBase):
@@ -33,7 +33,10 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
-        raw = self._task.args
+        return self._push(host, self._task.args, result)
+
+    def _push(self, host, raw, result):
+        """The push of raw (push_files' arguments) into result; also role_install's push."""
         try:  # the arguments are those of plugins/modules/push_files.py's DOCUMENTATION
             args = argspec.validate(host, "push_files", raw)
         except argspec.ArgSpecError as e:
@@ -56,7 +59,7 @@ class ActionModule(ActionBase):
                 raw.get("files", []),  # as given: normalize refuses what the types would convert
                 raw.get("directories"),  # (an integer mode); the types above are checked
                 find_source=self._find_source,
-                cache_dir=C.DEFAULT_LOCAL_TMP,
+                cache_dir=self._sha_dir(),
             )
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
@@ -168,6 +171,17 @@ class ActionModule(ActionBase):
         if want_diff:
             result["diff"] = push.diff(plan, texts)
         return result
+
+    @staticmethod
+    def _sha_dir():
+        """Where the sha256 of source files is kept across runs (push.sha256_file): a rerun does
+        not read 125 MiB of binaries again; Ansible's per-run temp when the cache is not writable."""
+        path = os.path.join(artifacts.cache_root(), "sha256")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError:
+            return C.DEFAULT_LOCAL_TMP
+        return path
 
     def _find_source(self, src):
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
@@ -27,26 +28,40 @@ class ActionModule(ActionBase):
     _requires_connection = False  # controller only: the node is never contacted
 
     def _load(self, role, name):
+        """A role's defaults or vars, trusted as templates (as include_role loads them). Read
+        only: unsafe=True skips the loader's deep copy of what it parsed (most of this action's
+        time per host; nothing here changes the loaded data)."""
         path = os.path.join(COLLECTION, "roles", role, name)
         if not os.path.isfile(path):
             return {}
-        return self._loader.load_from_file(path, trusted_as_template=True) or {}
+        return self._loader.load_from_file(path, trusted_as_template=True, unsafe=True) or {}
 
-    def _role(self, role):
+    @staticmethod
+    def _known(role):
         if role not in roleplan.ROLES:
             raise roleplan.RolePlanError(
                 f"role {role!r} has no plan in plugins/plugin_utils/roleplan.py; expected one of "
                 f"{sorted(roleplan.ROLES)}"
             )
-        return (
-            self._load(role, "defaults/main.yml"),
-            self._load(role, "vars/main.yml"),
-            roleplan.role_spec(self._load(role, "meta/argument_specs.yml"), role),
-        )
+
+    def _role(self, role):
+        """(defaults, vars, argument spec of the entry point preflight) of a role, loaded once."""
+        self._known(role)
+        memo = self.__dict__.setdefault("_xcm_roles", {})
+        if role not in memo:
+            spec_path = os.path.join(COLLECTION, "roles", role, "meta", "argument_specs.yml")
+            with open(spec_path, encoding="utf-8") as f:  # plain data, never templated
+                specs = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            memo[role] = (
+                self._load(role, "defaults/main.yml"),
+                self._load(role, "vars/main.yml"),
+                roleplan.role_spec(specs, role),
+            )
+        return memo[role]
 
     def _host(self, roles, host, task_vars):
         plan = dict(task_vars.get("xcluster_multus_plan") or {})
-        facts, seen, warnings = {}, {}, []
+        facts, seen, warnings, credentials = {}, {}, [], []
         for role in roles:
             defaults, role_vars, spec = self._role(role)
             host_vars = dict(seen)
@@ -90,11 +105,13 @@ class ActionModule(ActionBase):
                 except artifacts.ArtifactError as e:
                     raise roleplan.RolePlanError(f"{host}: {to_text(e)}") from None
             entry, role_facts = roleplan.plan(role, host, v, found)
+            if v.get(f"{role}_serviceaccount"):  # its entry point credentials has work
+                credentials.append(role)
             plan[role] = entry
             facts.update(role_facts)
             seen.update({k: v[k] for k in defaults})  # visible to the next roles, as include_role public
         facts["xcluster_multus_plan"] = plan
-        return facts, warnings
+        return facts, warnings, credentials
 
     def _play(self, roles, task_vars, nad_check):
         hostvars = task_vars["hostvars"]
@@ -147,12 +164,12 @@ class ActionModule(ActionBase):
         if args["unknown"] == "skip":
             roles = [r for r in roles if r in roleplan.ROLES]
         try:
-            for role in roles:
-                self._role(role)  # every role is known before anything runs
+            for role in roles:  # every role is known before anything runs
+                self._known(role)
             if args["scope"] == "play":
                 self._play(roles, task_vars, args["nad_check"])
             else:
-                facts, warnings = self._host(roles, host, task_vars)
+                facts, warnings, result["credentials"] = self._host(roles, host, task_vars)
                 facts[args["fact"]] = facts.pop("xcluster_multus_plan")
                 result["ansible_facts"] = facts
                 if warnings:

@@ -106,6 +106,13 @@ roles:
   returned: success
   type: list
   elements: str
+credentials:
+  description:
+    - With O(scope=host), the roles whose entry point C(credentials) has work on this host (their
+      C(<role>_serviceaccount) is true), in order.
+  returned: success and scope host
+  type: list
+  elements: str
 ansible_facts:
   description: With O(scope=host), O(fact) (the plan with each role's entry), and the roles' private facts.
   returned: success

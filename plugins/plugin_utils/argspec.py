@@ -37,7 +37,8 @@ def spec_from_options(options):
 
 def spec_from_doc(documentation):
     """A DOCUMENTATION string (YAML) -> an argument spec."""
-    return spec_from_options(yaml.safe_load(documentation).get("options"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a tenth of the time, per worker
+    return spec_from_options(yaml.load(documentation, Loader=loader).get("options"))  # noqa: S506 (safe)
 
 
 def module_spec(module):

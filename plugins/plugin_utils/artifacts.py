@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import http.client
 import os
 import re
 import shutil
@@ -33,7 +32,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from ansible.module_utils import urls
 
 TABLE_PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), "checksums.yml")
 STALE_SECONDS = 3600  # temporaries older than this were left by killed runs
@@ -334,6 +332,10 @@ def clean_stale(directory, prefix, now=None):
 
 def download(url, dest, expected, timeout=60):
     """Fetch url into dest (a temporary name beside it first), verified, then renamed."""
+    import http.client  # here, not at the top: only a download needs them, and they cost
+
+    from ansible.module_utils import urls  # ~40 ms in every worker that imports this module
+
     directory = os.path.dirname(dest)
     os.makedirs(directory, exist_ok=True)
     clean_stale(directory, ".part.")

@@ -24,6 +24,11 @@ date by its own steps::
                   25whereabouts.rc writes whereabouts.conf); what the .rc reads of
                   the roles' variables: index_file (node_local), activate_path, cni_info,
                   delegates (multus)
+    node:         what site.yml's install (the action xcluster.multus.role_install) asks of the
+                  node around its one push: precheck (must hold before anything is pushed),
+                  probe (does the configure have work although no file changed), after (roles
+                  whose changed files give it work), always (work on every run on this host);
+                  plugin_utils/nodestep.py
 
 The list of roles (the registry) exists once, in playbooks/vars/xcluster_multus.yml: one item
 per role, ``{name, auto, not_installed}``; ``auto`` (default true) says whether the role is on
@@ -37,7 +42,7 @@ import re
 SWITCH_ON = ("true", "yes")
 SWITCH_OFF = ("false", "no")
 SWITCHES = ("auto",) + SWITCH_ON + SWITCH_OFF
-_ENTRY_KEYS = {"files", "secrets", "directories", "report", "changed", "notes", "made_dirs", "overlay"}
+_ENTRY_KEYS = {"files", "secrets", "directories", "report", "changed", "notes", "made_dirs", "overlay", "node"}
 
 
 class PlanError(ValueError):

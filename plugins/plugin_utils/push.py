@@ -217,14 +217,16 @@ def _read_cached(entry):
 
 
 def sha256_file(path, cache_dir=None):
-    """sha256 of a controller file. With cache_dir (Ansible's per-run local temp, shared by
-    the forks that serve every host), each file is read once per run, not once per host:
-    the entry is keyed by the file's identity (device, inode, size, mtime), and while one
-    fork computes it the others wait for it instead of reading the file too."""
+    """sha256 of a controller file. With cache_dir (shared by the forks that serve every host,
+    and by later runs: push_files gives ~/.cache/xcluster-multus/sha256), each file is read
+    once, not once per host and run: the entry is keyed by the file's identity (device, inode,
+    size, mtime and ctime with nanoseconds: any write to the file or change of its inode moves
+    its ctime, as for the node's records), and while one fork computes it the others wait for
+    it instead of reading the file too."""
     if not cache_dir:
         return _sha256_of(path)
     st = os.stat(path)
-    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
     cached = _read_cached(entry)
     if cached:

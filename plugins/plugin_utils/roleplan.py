@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -31,7 +32,7 @@ from typing import Callable
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from . import argspec, artifacts, gobuild, mservice, nodeindex, preflight
+from . import argspec, artifacts, gobuild, mservice, nodeindex, nodestep, preflight
 from . import multus as mu
 from . import plan as contract
 
@@ -232,7 +233,13 @@ def cni_plugins_render(host, v, found):
     files = [
         {"src": f"{art['root']}/{n}", "dest": f"{bin_dir}/{n}", "mode": v["_cni_plugins_mode"]} for n in names
     ]
-    entry = {"files": files, "secrets": [], "directories": [], "report": art["version"]}
+    entry = {
+        "files": files,
+        "secrets": [],
+        "directories": [],
+        "report": art["version"],
+        "node": {"after": []},  # its configure has nothing to do (nodestep.py)
+    }
     facts = {
         "_cni_plugins_artifact": art,
         "_cni_plugins_files": files,
@@ -299,6 +306,8 @@ def node_local_render(host, v, found):
         "secrets": [],
         "directories": dirs,
         "report": f"index {index}, configs " + " ".join(templates),
+        # its configure checks the script answers: when it or host-local changed, or it does not
+        "node": {"probe": node_local_probe(f"{bin_dir}/{script}"), "after": ["node_local", "cni_plugins"]},
         "overlay": {
             "index": int(index),
             "index_vars": "node_local_index / node_local_index_pattern",
@@ -520,11 +529,24 @@ def multus_render(host, v, found):
         cni_info=f"multus+{v['multus_cluster_network']}",
         delegates=mode == "delegates",
     )
+    node = {
+        # nothing is pushed to a node that has no base CNI config to wrap
+        "precheck": {
+            "cmd": mu.base_config_probe(v["multus_conf_file"], v["multus_state_dir"]),
+            "check": "multus_base",
+            "args": {"conf_file": v["multus_conf_file"], "base_conf": v["multus_base_conf"]},
+        },
+        # activated already (the script's own check says nothing would change)?
+        "probe": multus_probe(v["multus_activate_path"], v["_multus_would_marker"]),
+        "after": ["multus"],
+        "always": bool(control and v["multus_manifests_apply"]),
+    }
     entry = {
         "files": files,
         "secrets": secrets,
         "directories": [],
         "report": f"{version} ({flav['binary']}, {mode}), manifests {state}",
+        "node": node,
         "made_dirs": [
             v["multus_state_dir"],
             v["multus_conf_dir"],
@@ -750,6 +772,15 @@ def whereabouts_render(host, v, found):
         "secrets": [i for i in items if "secret" in i],
         "directories": dirs,
         "report": found["version"],
+        # its configure works on the control-plane host only: the CRDs, on every run
+        "node": {
+            "after": [],
+            "always": bool(
+                v["whereabouts_apply_crds"]
+                and found["crds"]
+                and host in (found.get("groups") or {}).get("xcluster_control_plane", [])
+            ),
+        },
         # in an overlay, kept only on nodes FIRST_WORKER..200 (xcluster's 25whereabouts.rc)
         "overlay": {"workers_only": [f"{v['whereabouts_conf_dir']}/whereabouts.conf"]},
     }
@@ -833,7 +864,26 @@ def multus_service_render(host, v, found):
         for name in ("svc.yaml", "deployment.yaml")
     ]
     dirs = [{"path": mdir, "mode": "0755"}]
-    entry = {"files": files, "secrets": [], "directories": dirs, "report": found["version"]}
+    control = host in (found.get("groups") or {}).get("xcluster_control_plane", [])
+    start = v["multus_service_start"] and v["_multus_service_daemons"]
+    node = {
+        "after": ["multus_service"] if start else [],  # a replaced binary: its daemon restarted
+        "always": bool(control and v["multus_service_manifests_apply"]),
+    }
+    if start:  # a daemon that does not run is started
+        with open(os.path.join(found["role_dir"], "files", "daemon.sh"), encoding="utf-8") as f:
+            daemon_sh = f.read()
+        node["probe"] = multus_service_probe(
+            daemon_sh, [d["name"] for d in v["_multus_service_daemons"]], v["multus_service_bin_dir"],
+            v["multus_service_run_dir"],
+        )
+    entry = {
+        "files": files,
+        "secrets": [],
+        "directories": dirs,
+        "report": found["version"],
+        "node": node,
+    }
     facts = {
         "_multus_service_version": found["version"],
         "_multus_service_dirs": dirs,
@@ -842,6 +892,43 @@ def multus_service_render(host, v, found):
         "_multus_service_want": found["want"],
     }
     return entry, facts
+
+
+# ------------------------------------------------------------------ probes (nodestep.py)
+# Read-only shell run before the push (role_install's one read of the node): each prints
+# nodestep.NEEDED when the role's configure has work although none of its files changed.
+
+
+def node_local_probe(script):
+    """The script answers CNI_COMMAND=VERSION (jq on the node, the script there)."""
+    q = shlex.quote(script)
+    return (
+        f"if command -v jq >/dev/null 2>&1 && [ -x {q} ] && echo '{{\"cniVersion\":\"0.4.0\"}}' | "
+        f"CNI_COMMAND=VERSION {q} 2>/dev/null | grep -q supportedVersions; then echo 'node-local answers'; "
+        f"else echo '{nodestep.NEEDED} node-local does not answer'; fi"
+    )
+
+
+def multus_probe(activate, would):
+    """The activation script's own check: anything it would change (or no script yet)."""
+    q = shlex.quote(activate)
+    return (
+        f"if [ -x {q} ]; then out=$({q} check 2>&1) || echo '{nodestep.NEEDED} the check failed'; "
+        f'printf \'%s\\n\' "$out"; case $out in *{shlex.quote(would)}*) echo \'{nodestep.NEEDED}\' ;; esac; '
+        f"else echo {shlex.quote(f'{nodestep.NEEDED} {activate} not installed')}; fi"
+    )
+
+
+def multus_service_probe(daemon_sh, names, bin_dir, run_dir):
+    """Each daemon of this host runs (daemon.sh status)."""
+    bin_dir, run_dir = bin_dir.rstrip("/"), run_dir.rstrip("/")
+    calls = " ".join(
+        f"s=$(sh -s -- status {shlex.quote(f'{bin_dir}/{n}')} {shlex.quote(f'{run_dir}/{n}.pid')} <<'XCM_DAEMON_EOF'\n"
+        f"{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); echo \"{n}: $s\"; "
+        f'case $s in XCM-RUNNING*) ;; *) echo "{nodestep.NEEDED} {n} not running" ;; esac;'
+        for n in names
+    )
+    return calls + " true"
 
 
 # ------------------------------------------------------------------ the registry
