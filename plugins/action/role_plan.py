@@ -69,7 +69,7 @@ class ActionModule(ActionBase):
             raw = roleplan.layered(defaults, host_vars, role_vars)
             templar = self._templar.copy_with_new_env(available_variables={**host_vars, **raw})
             v = templar.template(raw)
-            roleplan.validate(host, role, spec, v)
+            v.update(roleplan.validate(host, role, spec, v))  # booleans as the spec reads them
             found = {
                 "role_dir": os.path.join(COLLECTION, "roles", role),
                 "groups": task_vars.get("groups") or {},

@@ -71,7 +71,9 @@ def role_spec(argument_specs, role, entry=ENTRY_POINT):
 
 def validate(host, role, spec, values):
     """The role's variables against its spec (the names the spec declares); raises naming the
-    host, the role and every error, as Ansible's role argument validation would find them."""
+    host, the role and every error, as Ansible's role argument validation would find them.
+    Returns the booleans as the spec reads them ({name: bool}: ``-e x=false`` gives the string
+    'false', which the renders must read as False, as ``| bool`` does in the roles' tasks)."""
     given = {k: values[k] for k in spec if k in values}
     result = ArgumentSpecValidator(spec).validate(given)
     errors = [e for e in result.errors if not isinstance(e, UnsupportedError)]
@@ -81,6 +83,8 @@ def validate(host, role, spec, values):
             + "; ".join(e.error_message for e in errors)
             + " (its argument spec, meta/argument_specs.yml, entry point preflight)"
         )
+    done = result.validated_parameters
+    return {k: done[k] for k in given if spec[k].get("type") == "bool" and k in done}
 
 
 def _strip(path):

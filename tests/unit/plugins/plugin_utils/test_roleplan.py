@@ -15,6 +15,7 @@ import re
 import pytest
 import yaml
 from ansible.plugins.filter.core import to_nice_json
+from ansible_collections.xcluster.multus.plugins.plugin_utils import multus as mu
 from ansible_collections.xcluster.multus.plugins.plugin_utils import roleplan as rp
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
@@ -79,6 +80,14 @@ def test_validate_names_host_role_and_value():
     msg = str(e.value)
     assert msg.startswith("vm-002: role xcluster.multus.cni_plugins: ")
     assert "cni_plugins_download" in msg and "meta/argument_specs.yml" in msg
+
+
+def test_validate_gives_booleans_as_the_spec_reads_them():
+    """-e multus_service_start=false is the string 'false': the renders read it as False."""
+    v, spec = role_values("multus_service", multus_service_start="false", multus_service_manifests_apply="yes")
+    got = rp.validate("vm-001", "multus_service", spec, v)
+    assert got["multus_service_start"] is False and got["multus_service_manifests_apply"] is True
+    assert all(spec[k]["type"] == "bool" for k in got)
 
 
 def test_role_spec_needs_the_entry_point():
@@ -156,6 +165,9 @@ def test_node_local_files_as_to_nice_json_and_the_overlay():
     assert entry["directories"] == [{"path": "/etc/cni/node-local", "mode": "0755"}]
     assert entry["overlay"]["index"] == 7 and entry["overlay"]["drop"] == ["/etc/cni/node-local/.index"]
     assert facts["_node_local_index"] == 7
+    # checked on the node again when it or host-local (cni_plugins) changed, or it does not answer
+    assert entry["node"]["after"] == ["node_local", "cni_plugins"]
+    assert "/opt/cni/bin/node-local" in entry["node"]["probe"]
 
 
 def test_node_local_host_name_without_index():
@@ -273,6 +285,21 @@ def test_multus_files_report_and_overlay():
     ]
     entry2, _ = multus("vm-002", groups={"xcluster_control_plane": ["vm-001"]}, multus_mode="delegates")
     assert entry2["report"].endswith("manifests not this host") and entry2["overlay"]["index"] == 2
+
+
+def test_multus_node_entry_precheck_probe_and_the_control_plane():
+    """What site.yml's install reads before its push (plugin_utils/nodestep.py): the base-config
+    precheck, the activation's own check, and the manifests' work on every run, control plane only."""
+    groups = {"xcluster_control_plane": ["vm-001"]}
+    cp, _ = multus("vm-001", groups=groups)
+    worker, _ = multus("vm-002", groups=groups)
+    assert cp["node"]["always"] is True and worker["node"]["always"] is False
+    assert multus("vm-001", groups=groups, multus_manifests_apply=False)[0]["node"]["always"] is False
+    pre = worker["node"]["precheck"]
+    assert pre["check"] == "multus_base" and pre["args"] == {"conf_file": "/etc/cni/net.d/10-multus.conf", "base_conf": ""}
+    assert pre["cmd"] == mu.base_config_probe("/etc/cni/net.d/10-multus.conf", "/var/lib/xcluster-multus")
+    assert "/usr/lib/xcluster-multus/activate check" in worker["node"]["probe"]
+    assert worker["node"]["after"] == ["multus"]
 
 
 def test_multus_kubeconfig_is_a_secret_and_never_in_the_files():
