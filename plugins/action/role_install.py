@@ -60,7 +60,7 @@ class ActionModule(PushFiles):
         except (plan.PlanError, nodestep.NodeStepError) as e:
             raise AnsibleActionFail(to_text(e)) from None
         result["plan"] = updated
-        result["configure"] = [r for r, _ in work]
+        result["configure"] = [role for role, _why in work]
         result["configure_why"] = {r: why[:300] for r, why in work}
         if items["secret"]:  # a kubeconfig among the files: the result is hidden
             result["_ansible_no_log"] = True

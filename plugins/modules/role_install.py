@@ -43,7 +43,7 @@ options:
       - As M(xcluster.multus.push_files)'s O(xcluster.multus.push_files#module:state_dir).
     type: str
 author:
-  - xcluster.multus contributors
+  - xcluster.multus contributors (@xcluster-multus)
 """
 
 EXAMPLES = r"""

@@ -32,7 +32,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-
 TABLE_PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), "checksums.yml")
 STALE_SECONDS = 3600  # temporaries older than this were left by killed runs
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -332,9 +331,9 @@ def clean_stale(directory, prefix, now=None):
 
 def download(url, dest, expected, timeout=60):
     """Fetch url into dest (a temporary name beside it first), verified, then renamed."""
-    import http.client  # here, not at the top: only a download needs them, and they cost
+    import http.client  # noqa: PLC0415 (only a download needs it and urls, and they cost)
 
-    from ansible.module_utils import urls  # ~40 ms in every worker that imports this module
+    from ansible.module_utils import urls  # noqa: PLC0415 (~40 ms in every worker that imports us)
 
     directory = os.path.dirname(dest)
     os.makedirs(directory, exist_ok=True)

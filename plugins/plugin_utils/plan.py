@@ -42,7 +42,9 @@ import re
 SWITCH_ON = ("true", "yes")
 SWITCH_OFF = ("false", "no")
 SWITCHES = ("auto",) + SWITCH_ON + SWITCH_OFF
-_ENTRY_KEYS = {"files", "secrets", "directories", "report", "changed", "notes", "made_dirs", "overlay", "node"}
+_ENTRY_KEYS = {
+    *("files", "secrets", "directories", "report", "changed", "notes", "made_dirs", "overlay", "node"),
+}
 
 
 class PlanError(ValueError):

@@ -878,7 +878,9 @@ def multus_service_render(host, v, found):
         with open(os.path.join(found["role_dir"], "files", "daemon.sh"), encoding="utf-8") as f:
             daemon_sh = f.read()
         node["probe"] = multus_service_probe(
-            daemon_sh, [d["name"] for d in v["_multus_service_daemons"]], v["multus_service_bin_dir"],
+            daemon_sh,
+            [d["name"] for d in v["_multus_service_daemons"]],
+            v["multus_service_bin_dir"],
             v["multus_service_run_dir"],
         )
     entry = {
@@ -907,7 +909,7 @@ def node_local_probe(script):
     """The script answers CNI_COMMAND=VERSION (jq on the node, the script there)."""
     q = shlex.quote(script)
     return (
-        f"if command -v jq >/dev/null 2>&1 && [ -x {q} ] && echo '{{\"cniVersion\":\"0.4.0\"}}' | "
+        f'if command -v jq >/dev/null 2>&1 && [ -x {q} ] && echo \'{{"cniVersion":"0.4.0"}}\' | '
         f"CNI_COMMAND=VERSION {q} 2>/dev/null | grep -q supportedVersions; then echo 'node-local answers'; "
         f"else echo '{nodestep.NEEDED} node-local does not answer'; fi"
     )
@@ -918,7 +920,7 @@ def multus_probe(activate, would):
     q = shlex.quote(activate)
     return (
         f"if [ -x {q} ]; then out=$({q} check 2>&1) || echo '{nodestep.NEEDED} the check failed'; "
-        f'printf \'%s\\n\' "$out"; case $out in *{shlex.quote(would)}*) echo \'{nodestep.NEEDED}\' ;; esac; '
+        f"printf '%s\\n' \"$out\"; case $out in *{shlex.quote(would)}*) echo '{nodestep.NEEDED}' ;; esac; "
         f"else echo {shlex.quote(f'{nodestep.NEEDED} {activate} not installed')}; fi"
     )
 
@@ -926,9 +928,10 @@ def multus_probe(activate, would):
 def multus_service_probe(daemon_sh, names, bin_dir, run_dir):
     """Each daemon of this host runs (daemon.sh status)."""
     bin_dir, run_dir = bin_dir.rstrip("/"), run_dir.rstrip("/")
+    q = shlex.quote
     calls = " ".join(
-        f"s=$(sh -s -- status {shlex.quote(f'{bin_dir}/{n}')} {shlex.quote(f'{run_dir}/{n}.pid')} <<'XCM_DAEMON_EOF'\n"
-        f"{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); echo \"{n}: $s\"; "
+        f"s=$(sh -s -- status {q(f'{bin_dir}/{n}')} {q(f'{run_dir}/{n}.pid')} <<'XCM_DAEMON_EOF'\n"
+        f'{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); echo "{n}: $s"; '
         f'case $s in XCM-RUNNING*) ;; *) echo "{nodestep.NEEDED} {n} not running" ;; esac;'
         for n in names
     )

@@ -86,9 +86,23 @@ def test_multus_service_probe_with_the_real_daemon_script(tmp_path):
     out = _sh(probe)
     assert ns.NEEDED in out and "multus-proxy: XCM-NOT-RUNNING" in out
     start = subprocess.run(
-        ["sh", "-s", "--", "start", str(bin_dir / "multus-proxy"), str(run_dir / "multus-proxy.pid"),
-         str(tmp_path / "proxy.log"), "0", "0", "300"],
-        stdin=DAEMON.open(), capture_output=True, text=True, check=True, timeout=60,
+        [
+            "sh",
+            "-s",
+            "--",
+            "start",
+            str(bin_dir / "multus-proxy"),
+            str(run_dir / "multus-proxy.pid"),
+            str(tmp_path / "proxy.log"),
+            "0",
+            "0",
+            "300",
+        ],
+        stdin=DAEMON.open(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert "XCM-STARTED" in start.stdout
     try:
@@ -162,7 +176,9 @@ def test_a_bad_node_entry_is_refused_naming_the_host():
     with pytest.raises(ns.NodeStepError, match="vm-001.*multus.*expected a dict"):
         ns.prechecks("vm-001", {"multus": {"node": {"bogus": 1}}}, ["multus"], {})
     with pytest.raises(ns.NodeStepError, match="check one of"):
-        ns.prechecks("vm-001", {"multus": {"node": {"precheck": {"cmd": "true", "check": "x"}}}}, ["multus"], {})
+        ns.prechecks(
+            "vm-001", {"multus": {"node": {"precheck": {"cmd": "true", "check": "x"}}}}, ["multus"], {}
+        )
 
 
 # ------------------------------------------------------------------ which configure has work

@@ -84,7 +84,9 @@ def test_validate_names_host_role_and_value():
 
 def test_validate_gives_booleans_as_the_spec_reads_them():
     """-e multus_service_start=false is the string 'false': the renders read it as False."""
-    v, spec = role_values("multus_service", multus_service_start="false", multus_service_manifests_apply="yes")
+    v, spec = role_values(
+        "multus_service", multus_service_start="false", multus_service_manifests_apply="yes"
+    )
     got = rp.validate("vm-001", "multus_service", spec, v)
     assert got["multus_service_start"] is False and got["multus_service_manifests_apply"] is True
     assert all(spec[k]["type"] == "bool" for k in got)
@@ -296,7 +298,10 @@ def test_multus_node_entry_precheck_probe_and_the_control_plane():
     assert cp["node"]["always"] is True and worker["node"]["always"] is False
     assert multus("vm-001", groups=groups, multus_manifests_apply=False)[0]["node"]["always"] is False
     pre = worker["node"]["precheck"]
-    assert pre["check"] == "multus_base" and pre["args"] == {"conf_file": "/etc/cni/net.d/10-multus.conf", "base_conf": ""}
+    assert pre["check"] == "multus_base" and pre["args"] == {
+        "conf_file": "/etc/cni/net.d/10-multus.conf",
+        "base_conf": "",
+    }
     assert pre["cmd"] == mu.base_config_probe("/etc/cni/net.d/10-multus.conf", "/var/lib/xcluster-multus")
     assert "/usr/lib/xcluster-multus/activate check" in worker["node"]["probe"]
     assert worker["node"]["after"] == ["multus"]
