@@ -926,16 +926,14 @@ def multus_probe(activate, would):
 
 
 def multus_service_probe(daemon_sh, names, bin_dir, run_dir):
-    """Each daemon of this host runs (daemon.sh status)."""
+    """Each daemon of this host runs (daemon.sh status, the script sent once: a node's ssh server
+    limits a command's length, dropbear's to 9000 bytes)."""
     bin_dir, run_dir = bin_dir.rstrip("/"), run_dir.rstrip("/")
-    q = shlex.quote
-    calls = " ".join(
-        f"s=$(sh -s -- status {q(f'{bin_dir}/{n}')} {q(f'{run_dir}/{n}.pid')} <<'XCM_DAEMON_EOF'\n"
-        f'{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); echo "{n}: $s"; '
-        f'case $s in XCM-RUNNING*) ;; *) echo "{nodestep.NEEDED} {n} not running" ;; esac;'
-        for n in names
+    args = " ".join(f"{shlex.quote(f'{bin_dir}/{n}')} {shlex.quote(f'{run_dir}/{n}.pid')}" for n in names)
+    return (
+        f"s=$(sh -s -- status {args} <<'XCM_DAEMON_EOF'\n{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); "
+        f'printf \'%s\\n\' "$s"; case $s in *XCM-NOT-RUNNING*|"") echo \'{nodestep.NEEDED}\' ;; esac'
     )
-    return calls + " true"
 
 
 # ------------------------------------------------------------------ the registry

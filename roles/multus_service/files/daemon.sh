@@ -4,14 +4,14 @@
 #
 # Usage: daemon.sh start BIN PIDFILE LOG RESTART CHECK_SECONDS [ARG...]
 #        daemon.sh stop BIN PIDFILE
-#        daemon.sh status BIN PIDFILE
+#        daemon.sh status BIN PIDFILE [BIN PIDFILE...]
 #   start  left alone when running (its pidfile's process runs BIN) unless RESTART is 1 (the
 #          binary was just replaced): then stopped (SIGTERM, up to 10 s) and started again, in
 #          the background, immune to SIGHUP like nohup, its output appended to LOG, its pid in
 #          PIDFILE; CHECK_SECONDS later, said whether it still runs.
 #   stop   the running daemon stopped, its pidfile removed.
-#   status "XCM-RUNNING <pid>" when its pidfile's process runs BIN, else "XCM-NOT-RUNNING"
-#          (read-only: the probe before site.yml's push, plugin_utils/roleplan.py).
+#   status per daemon "XCM-RUNNING <pid> BIN" when its pidfile's process runs BIN, else
+#          "XCM-NOT-RUNNING BIN" (read-only: the probe before site.yml's push, roleplan.py).
 # Output: "XCM-RUNNING <pid>" (left alone), "XCM-STARTED <pid>" then "XCM-ALIVE" or "XCM-EXITED"
 # and the end of its log (start); "CHANGED: stopped BIN (<pid>)", "CHANGED: removed PIDFILE"
 # (stop). Run over ansible.builtin.raw (`sh -s -- ARGS` with this file on stdin) by the role
@@ -81,8 +81,15 @@ stop)
   stop "$@"
   ;;
 status)
-  [ $# -eq 3 ] || { echo "daemon.sh: usage: status BIN PIDFILE" >&2; exit 2; }
-  if pid=$(running "$2" "$3"); then echo "XCM-RUNNING $pid"; else echo "XCM-NOT-RUNNING"; fi
+  if [ $# -lt 3 ] || [ $(($# % 2)) -ne 1 ]; then
+    echo "daemon.sh: usage: status BIN PIDFILE [BIN PIDFILE...]" >&2
+    exit 2
+  fi
+  shift
+  while [ $# -ge 2 ]; do
+    if pid=$(running "$1" "$2"); then echo "XCM-RUNNING $pid $1"; else echo "XCM-NOT-RUNNING $1"; fi
+    shift 2
+  done
   ;;
 *)
   echo "daemon.sh: usage: daemon.sh start|stop ..." >&2

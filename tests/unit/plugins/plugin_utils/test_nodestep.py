@@ -84,7 +84,7 @@ def test_multus_service_probe_with_the_real_daemon_script(tmp_path):
     shutil.copy(shutil.which("sleep"), bin_dir / "multus-proxy")
     probe = rp.multus_service_probe(DAEMON.read_text(), ["multus-proxy"], str(bin_dir), str(run_dir))
     out = _sh(probe)
-    assert ns.NEEDED in out and "multus-proxy: XCM-NOT-RUNNING" in out
+    assert ns.NEEDED in out and f"XCM-NOT-RUNNING {bin_dir}/multus-proxy" in out
     start = subprocess.run(
         [
             "sh",
@@ -107,7 +107,7 @@ def test_multus_service_probe_with_the_real_daemon_script(tmp_path):
     assert "XCM-STARTED" in start.stdout
     try:
         out = _sh(probe)
-        assert ns.NEEDED not in out and "multus-proxy: XCM-RUNNING" in out
+        assert ns.NEEDED not in out and out.startswith("XCM-RUNNING ")
     finally:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int((run_dir / "multus-proxy.pid").read_text()), signal.SIGTERM)
@@ -204,3 +204,34 @@ def test_to_configure_the_rules(tmp_path):
     # a role whose configure is not selected is left out
     sel = p.tagged(roles, ["whereabouts_install"], [])
     assert ns.to_configure(plan, roles, quiet, sel) == []
+
+
+def test_the_read_fits_a_dropbear_command_with_every_role_on():
+    """dropbear refuses a command over 9000 bytes: the read with every probe (both multus-service
+    daemons on one host) stays well below, and runs."""
+    plan = {
+        "node_local": {"node": {"probe": rp.node_local_probe("/opt/cni/bin/node-local")}},
+        "multus": {
+            "node": {
+                "precheck": {
+                    "cmd": mu.base_config_probe("/etc/cni/net.d/10-multus.conf", "/var/lib/xcluster-multus"),
+                    "check": "multus_base",
+                },
+                "probe": rp.multus_probe("/usr/lib/xcluster-multus/activate", "WOULD:"),
+            }
+        },
+        "multus_service": {
+            "node": {
+                "probe": rp.multus_service_probe(
+                    DAEMON.read_text(),
+                    ["multus-service-controller", "multus-proxy"],
+                    "/usr/local/bin",
+                    "/var/run/multus-service",
+                )
+            }
+        },
+    }
+    cmd = ns.read_command(plan, list(plan), None, TOKEN)
+    assert len(cmd.encode()) < 6000, len(cmd.encode())
+    out = ns.parse(_sh(cmd), TOKEN)
+    assert out[("multus_service", "probe")].count("XCM-NOT-RUNNING") == 2
