@@ -932,7 +932,7 @@ def multus_service_probe(daemon_sh, names, bin_dir, run_dir):
     args = " ".join(f"{shlex.quote(f'{bin_dir}/{n}')} {shlex.quote(f'{run_dir}/{n}.pid')}" for n in names)
     return (
         f"s=$(sh -s -- status {args} <<'XCM_DAEMON_EOF'\n{daemon_sh.rstrip()}\nXCM_DAEMON_EOF\n); "
-        f'printf \'%s\\n\' "$s"; case $s in *XCM-NOT-RUNNING*|"") echo \'{nodestep.NEEDED}\' ;; esac'
+        f"printf '%s\\n' \"$s\"; case $s in *XCM-NOT-RUNNING*|\"\") echo '{nodestep.NEEDED}' ;; esac"
     )
 
 
