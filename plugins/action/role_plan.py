@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import os
 
-import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
-from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, artifacts, plan, roleplan
+from ansible_collections.xcluster.multus.plugins.plugin_utils import (
+    argspec,
+    artifacts,
+    fastyaml,
+    plan,
+    roleplan,
+)
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +56,7 @@ class ActionModule(ActionBase):
         if role not in memo:
             spec_path = os.path.join(COLLECTION, "roles", role, "meta", "argument_specs.yml")
             with open(spec_path, encoding="utf-8") as f:  # plain data, never templated
-                specs = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                specs = fastyaml.load(f)
             memo[role] = (
                 self._load(role, "defaults/main.yml"),
                 self._load(role, "vars/main.yml"),

@@ -32,6 +32,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from . import fastyaml
+
 TABLE_PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), "checksums.yml")
 STALE_SECONDS = 3600  # temporaries older than this were left by killed runs
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -154,11 +156,9 @@ def parse_sha256(value, what="checksum"):
 
 def load_table(path=TABLE_PATH):
     """{artifact: {arch: {version: {'sha256': hex, 'source': text}}}} from the YAML table."""
-    import yaml  # noqa: PLC0415  (PyYAML comes with ansible-core; only the table needs it)
-
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = fastyaml.load(f) or {}
     except OSError as e:
         raise ArtifactError(f"checksum table {path}: cannot read it ({e.strerror})") from None
     return check_table(data, path)

@@ -29,6 +29,7 @@ import shlex
 
 import yaml
 
+from . import fastyaml
 from .nodeindex import NodeIndexError, has_placeholder, substitute, validate_ipam
 
 try:
@@ -700,7 +701,7 @@ def nad_plugins(manifest_list):
     """
     out = []
     for m in manifest_list:
-        for doc in yaml.safe_load_all(m["content"]):
+        for doc in fastyaml.load_all(m["content"]):
             if not doc or doc.get("kind") != "NetworkAttachmentDefinition":
                 continue
             cfg = (doc.get("spec") or {}).get("config")
