@@ -57,9 +57,15 @@ class ActionModule(PushFiles):
                 self._push(host, raw, result)
             updated = plan.pushed(contract, result if "changed_files" in result else [], roles, host)
             work = nodestep.to_configure(updated, roles, outputs, selected, self._task.check_mode)
+            reports, says = nodestep.untouched(updated, roles, outputs, [r for r, _why in work])
+            for role, report in reports.items():
+                updated = plan.note(updated, role, report=report, host=host)
         except (plan.PlanError, nodestep.NodeStepError) as e:
             raise AnsibleActionFail(to_text(e)) from None
+        if says:
+            result.setdefault("warnings", []).extend(says)
         result["plan"] = updated
+        result["plan_changed"] = bool(result.get("changed_files") or reports)  # or a report from a probe
         result["configure"] = [role for role, _why in work]
         result["configure_why"] = {r: why[:300] for r, why in work}
         if items["secret"]:  # a kubeconfig among the files: the result is hidden

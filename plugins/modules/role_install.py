@@ -23,8 +23,10 @@ description:
     point C(configure) has work on this host (RV(configure)): a role whose files (or the files
     of a role it depends on) changed, whose probe says the node needs it (multus not
     activated, node-local not answering, a multus-service daemon not running), or that works on
-    every run on this host (the control plane's manifests); a role without a C(node) entry
-    always. A no-op rerun on a worker node therefore configures nothing."
+    every run on this host (the control plane's manifests when an API server answers); a role
+    without a C(node) entry always. A no-op rerun therefore configures nothing where no API
+    server answers. When a role's configure does not run, its probe may set the role's report
+    and say why as a warning (multus on the control plane: the manifests were not applied)."
 options:
   roles:
     description:
@@ -59,6 +61,12 @@ plan:
   description: The contract (C(xcluster_multus_plan)) with each role's C(changed) set from the push.
   returned: always
   type: dict
+plan_changed:
+  description:
+    - Whether RV(plan) differs from the contract given (files changed, or a role's report set from
+      its probe, e.g. multus's "manifests skipped" on the control plane when no API server answers).
+  returned: always
+  type: bool
 configure:
   description: The roles whose entry point C(configure) has work on this host, in order.
   returned: always

@@ -585,6 +585,21 @@ CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 BASE_MARK = "XCM-BASE"
 
 
+def api_probe(kubectl, timeout, kubeconfig=""):
+    """The shell command that asks the API server whether it is ready, with kubectl on the
+    control-plane host: prints ``XCM-API-UP``, or ``XCM-API-NO: <why>`` (no kubectl, or its last
+    line of error). Read-only; the manifests step and site.yml's read before the push run it."""
+    q = shlex.quote
+    k = f"{q(kubectl)} --request-timeout={int(timeout)}s" + (
+        f" {q('--kubeconfig=' + kubeconfig)}" if kubeconfig else ""
+    )
+    return (
+        f"if ! command -v {q(kubectl)} >/dev/null 2>&1; then echo {q('XCM-API-NO: no ' + kubectl + ' on this node')}; "
+        f"elif out=$({k} get --raw /readyz 2>&1); then echo 'XCM-API-UP'; "
+        'else echo "XCM-API-NO: $(printf \'%s\' "$out" | tail -n 1)"; fi'
+    )
+
+
 def base_config_probe(multus_conf, state_dir):
     """The shell command (one raw read) that lists what ``base_config`` needs from a node.
 

@@ -11,8 +11,11 @@ A role's ``node`` entry (all keys optional; role_plan renders it, plugin_utils/r
               reads its output (``check(host, output, **args)`` raises naming the host and what
               the node holds; the host then gets nothing)
     probe:    a read-only shell command that prints NEEDED (a line) when the role's configure
-              has work on the node although none of its files changed (multus: not activated;
-              node_local: the script does not answer; multus_service: a daemon not running)
+              has work on the node although none of its files changed (multus: not activated,
+              or on the control plane an API server answers; node_local: the script does not
+              answer; multus_service: a daemon not running); when the configure does not run,
+              its lines ``XCM-REPORT <text>`` replace the role's report and ``XCM-SAY <text>``
+              are said (multus on the control plane: no API server, the manifests skipped)
     after:    roles whose changed files give the configure work (default: the role itself)
     always:   the configure runs on every run on this host (the control plane's kubectl apply)
 
@@ -26,6 +29,8 @@ import re
 from . import multus
 
 NEEDED = "XCM-NEEDED"
+REPORT = "XCM-REPORT"  # a probe's line: the role's report when its configure does not run
+SAY = "XCM-SAY"  # a probe's line: what the run says (a warning) when the configure does not run
 _KEYS = {"precheck", "probe", "after", "always"}
 
 
@@ -130,3 +135,18 @@ def to_configure(plan, roles, outputs, selected=None, check_mode=False):
         if node.get("probe") and (probe is None or NEEDED in probe):
             out.append((role, "the node needs it: " + (probe or "no answer").strip().replace("\n", "; ")))
     return out
+
+
+def untouched(plan, roles, outputs, configured):
+    """({role: report}, [what to say]) from the probes of the roles whose configure does not
+    run (not in configured): their XCM-REPORT and XCM-SAY lines."""
+    reports, says = {}, []
+    for role in roles:
+        if role in configured:
+            continue
+        for line in (outputs.get((role, "probe")) or "").splitlines():
+            if line.startswith(REPORT + " "):
+                reports[role] = line[len(REPORT) + 1 :]
+            elif line.startswith(SAY + " "):
+                says.append(line[len(SAY) + 1 :])
+    return reports, says

@@ -508,6 +508,7 @@ def multus_render(host, v, found):
     )
     boot_text = {k: _nice_json(boot[k], 4) + "\n" for k in ("cluster_network", "delegates")}
     control = host in (found.get("groups") or {}).get("xcluster_control_plane", [])
+    api = mu.api_probe(v["multus_kubectl"], v["multus_kubectl_timeout"], v["multus_kubectl_kubeconfig"])
     state = (
         "not this host"
         if not control
@@ -540,10 +541,20 @@ def multus_render(host, v, found):
             "check": "multus_base",
             "args": {"conf_file": v["multus_conf_file"], "base_conf": v["multus_base_conf"]},
         },
-        # activated already (the script's own check says nothing would change)?
-        "probe": multus_probe(v["multus_activate_path"], v["_multus_would_marker"]),
+        # activated already (the script's own check says nothing would change)? On the
+        # control-plane host also: does an API server answer (then the manifests are applied)?
+        "probe": multus_probe(v["multus_activate_path"], v["_multus_would_marker"])
+        + (
+            "; "
+            + manifests_probe(
+                api,
+                f"{version} ({flav['binary']}, {mode}), manifests skipped: ",
+                f"{host}: skipped applying the manifests in {mdir}: no API server answered ",
+            )
+            if control and v["multus_manifests_apply"]
+            else ""
+        ),
         "after": ["multus"],
-        "always": bool(control and v["multus_manifests_apply"]),
     }
     entry = {
         "files": files,
@@ -565,6 +576,7 @@ def multus_render(host, v, found):
         "_multus_index": idx,
         "_multus_conf": conf,
         "_multus_activate": activate,
+        "_multus_api_probe": api,  # tasks/manifests.yml's probe
         "_multus_manifests": manifests,
         "_multus_files": files,
         "_multus_secret_files": secrets,
@@ -922,6 +934,17 @@ def multus_probe(activate, would):
         f"if [ -x {q} ]; then out=$({q} check 2>&1) || echo '{nodestep.NEEDED} the check failed'; "
         f"printf '%s\\n' \"$out\"; case $out in *{shlex.quote(would)}*) echo '{nodestep.NEEDED}' ;; esac; "
         f"else echo {shlex.quote(f'{nodestep.NEEDED} {activate} not installed')}; fi"
+    )
+
+
+def manifests_probe(api, report, say):
+    """On the control-plane host: the API server answers (the configure applies the manifests),
+    or what the summary and the run say when it does not (its report, a warning: the configure
+    does not run for that alone)."""
+    return (
+        f"a=$({api}); case $a in XCM-API-UP) echo '{nodestep.NEEDED} an API server answers' ;; "
+        f"*) r=${{a#XCM-API-NO: }}; printf '%s%s\\n' {shlex.quote(nodestep.REPORT + ' ' + report)} \"$r\"; "
+        f"printf '%s(%s)\\n' {shlex.quote(nodestep.SAY + ' ' + say)} \"$r\" ;; esac"
     )
 
 

@@ -235,3 +235,41 @@ def test_the_read_fits_a_dropbear_command_with_every_role_on():
     assert len(cmd.encode()) < 6000, len(cmd.encode())
     out = ns.parse(_sh(cmd), TOKEN)
     assert out[("multus_service", "probe")].count("XCM-NOT-RUNNING") == 2
+
+
+@pytest.mark.parametrize(
+    ("kubectl", "needed", "why"),
+    [
+        (None, False, "no kubectl on this node"),
+        (
+            'echo "Unable to connect to the server: dial tcp 198.18.0.1:6443"; exit 1',
+            False,
+            "Unable to connect",
+        ),
+        ('case "$*" in *"get --raw /readyz") echo ok ;; *) exit 1 ;; esac', True, None),
+    ],
+)
+def test_the_control_planes_manifests_probe_with_a_stand_in_kubectl(tmp_path, kubectl, needed, why):
+    """On the control plane: an API server answers (configure applies the manifests), or the
+    report and the warning say why not, and the configure does not run for that alone."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("sh", "tail", "printf", "cat"):
+        if shutil.which(tool):
+            os.symlink(shutil.which(tool), bin_ / tool)
+    if kubectl:
+        _script(bin_ / "kubectl", kubectl + "\n")
+    api = mu.api_probe("kubectl", 5, "/etc/kubernetes/kubeconfig.token")
+    probe = rp.manifests_probe(api, "3.9.3 (multus-cni, delegates), manifests skipped: ", "vm-001: skipped: ")
+    plan = {"multus": {"node": {"probe": probe, "after": ["multus"]}}}
+    out = ns.parse(_sh(f"PATH={bin_}; " + ns.read_command(plan, ["multus"], None, TOKEN)), TOKEN)
+    work = ns.to_configure(plan, ["multus"], out)
+    reports, says = ns.untouched(plan, ["multus"], out, [r for r, _ in work])
+    if needed:
+        assert work == [("multus", "the node needs it: XCM-NEEDED an API server answers")]
+        assert reports == {} and says == []
+    else:
+        assert work == []
+        prefix = "3.9.3 (multus-cni, delegates), manifests skipped: "
+        assert reports["multus"].startswith(prefix) and why in reports["multus"]
+        assert says == [f"vm-001: skipped: ({reports['multus'][len(prefix) :]})"]
