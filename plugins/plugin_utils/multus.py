@@ -590,11 +590,12 @@ def api_probe(kubectl, timeout, kubeconfig=""):
     control-plane host: prints ``XCM-API-UP``, or ``XCM-API-NO: <why>`` (no kubectl, or its last
     line of error). Read-only; the manifests step and site.yml's read before the push run it."""
     q = shlex.quote
-    k = f"{q(kubectl)} --request-timeout={int(timeout)}s" + (
-        f" {q('--kubeconfig=' + kubeconfig)}" if kubeconfig else ""
-    )
+    k = f"{q(kubectl)} --request-timeout={int(timeout)}s"
+    if kubeconfig:
+        k += " " + q("--kubeconfig=" + kubeconfig)
+    missing = q(f"XCM-API-NO: no {kubectl} on this node")
     return (
-        f"if ! command -v {q(kubectl)} >/dev/null 2>&1; then echo {q('XCM-API-NO: no ' + kubectl + ' on this node')}; "
+        f"if ! command -v {q(kubectl)} >/dev/null 2>&1; then echo {missing}; "
         f"elif out=$({k} get --raw /readyz 2>&1); then echo 'XCM-API-UP'; "
         'else echo "XCM-API-NO: $(printf \'%s\' "$out" | tail -n 1)"; fi'
     )

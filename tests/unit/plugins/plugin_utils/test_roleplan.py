@@ -291,12 +291,12 @@ def test_multus_files_report_and_overlay():
 
 def test_multus_node_entry_precheck_probe_and_the_control_plane():
     """What site.yml's install reads before its push (plugin_utils/nodestep.py): the base-config
-    precheck, the activation's own check, and the manifests' work on every run, control plane only."""
+    precheck, the activation's own check, and on the control plane whether an API server answers."""
     groups = {"xcluster_control_plane": ["vm-001"]}
     cp, _ = multus("vm-001", groups=groups)
     worker, _ = multus("vm-002", groups=groups)
-    assert cp["node"]["always"] is True and worker["node"]["always"] is False
-    assert multus("vm-001", groups=groups, multus_manifests_apply=False)[0]["node"]["always"] is False
+    assert "get --raw /readyz" in cp["node"]["probe"] and "readyz" not in worker["node"]["probe"]
+    assert "readyz" not in multus("vm-001", groups=groups, multus_manifests_apply=False)[0]["node"]["probe"]
     pre = worker["node"]["precheck"]
     assert pre["check"] == "multus_base" and pre["args"] == {
         "conf_file": "/etc/cni/net.d/10-multus.conf",
