@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: role_install
 short_description: One host's install from the roles' contract, in one task
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - "playbooks/site.yml's install of a host, over the contract C(xcluster_multus_plan) the roles'
     preflight set (M(xcluster.multus.role_plan)). No module is sent: the node needs no Python."
