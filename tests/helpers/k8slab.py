@@ -5,8 +5,8 @@ a test module's own with the lab's control plane (LAB_K8S=1, tests/lab/k8s.sh: k
 + etcd beside the nodes, the token kubeconfig on every node, kubectl on vm-001), the clone
 stand-ins the roles build from (tests/artifacts/*-src), and what the tests do against it:
 playbooks whose output must never show a token, kubectl with the lab's admin kubeconfig
-(k8s_pods.kubectl), ssh, and whereabouts run directly on the nodes, concurrently. The tests
-keep their own assertions."""
+(k8s_pods.kubectl), ssh, playbooks/basic.yml's pods and pings read back, and whereabouts run
+directly on the nodes, concurrently. The tests keep their own assertions."""
 
 from __future__ import annotations
 
@@ -44,6 +44,23 @@ wait
 for f in out.*; do printf '%s %s\n' "$f" "$(tr -d '\n' <$f)"; done
 cat err.* | head -n 20
 [ {cmd} = ADD ] || ip netns del {tag}
+"""
+
+# playbooks/basic.yml, then each pod's network-status and ping lines saved as JSON to {out}.
+BASIC_SAVE = """
+- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
+- name: Save each pod's network-status and pings
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Save them
+      ansible.builtin.copy:
+        dest: {out}
+        mode: "0644"
+        content: >-
+          {{{{ dict(groups['xcluster'] | zip(groups['xcluster'] | map('extract', hostvars, '_basic_pod')
+             | zip(groups['xcluster'] | map('extract', hostvars, '_basic_ping')
+                   | map(attribute='stdout_lines')))) | to_json }}}}
 """
 
 
@@ -115,6 +132,16 @@ class K8sLab(labrun.Lab):
         for s in self.secrets:
             assert s not in res.out, "a token showed in the output"
         return res.out
+
+    def basic(self, tmp_path, *args):
+        """playbooks/basic.yml against the API (basic_api=required), ipvlan required on VMs (auto
+        on netns: the host kernel has none), then args; as playbook (no secret shown), files in
+        tmp_path -> (out, {host: [its pod's network-status as basic.yml reads it, its pings]})."""
+        save, res = tmp_path / "basic.yml", tmp_path / "basic.json"
+        save.write_text(BASIC_SAVE.format(repo=labrun.REPO, out=res))
+        ipvlan = "required" if self.env["LAB"] == "vm" else "auto"
+        out = self.playbook(str(save), "-e", "basic_api=required", "-e", f"basic_ipvlan={ipvlan}", *args)
+        return out, json.loads(res.read_text())
 
     def kubectl(self, *args, data=None):
         """kubectl with the lab's admin kubeconfig (must succeed) -> stdout."""

@@ -28,11 +28,9 @@ from __future__ import annotations
 import json
 
 import k8slab  # tests/helpers
-import labrun
 import pytest
 from k8slab import recap_changed
 
-REPO = labrun.REPO
 ARCHIVES = [
     "cni-plugins-linux-amd64-v1.0.1.tgz",
     "multus-cni_3.9.3_linux_amd64.tar.gz",
@@ -79,42 +77,12 @@ def test_rerun_unchanged_and_check_applies_nothing(lab):
     assert "host-device" in lab.kubectl("get", "network-attachment-definitions", "-o", "name")
 
 
-BASIC_SAVE = """
-- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
-- name: Save each pod's network-status and pings
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Save them
-      ansible.builtin.copy:
-        dest: {out}
-        mode: "0644"
-        content: >-
-          {{{{ dict(groups['xcluster'] | zip(groups['xcluster'] | map('extract', hostvars, '_basic_pod')
-             | zip(groups['xcluster'] | map('extract', hostvars, '_basic_ping')
-                   | map(attribute='stdout_lines')))) | to_json }}}}
-"""
-
-
 @pytest.mark.parametrize("version", ["3.9.3", "4.3.0"])
 def test_basic_in_the_default_mode(lab, version, tmp_path):
     if version != "3.9.3":
         lab.playbook("site.yml", "-e", f"multus_version={version}")
-    save = tmp_path / "basic.yml"
-    res = tmp_path / "basic.json"
-    save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
-    ipvlan = "required" if VM else "auto"
-    out = lab.playbook(
-        str(save),
-        "-e",
-        "basic_api=required",
-        "-e",
-        f"basic_ipvlan={ipvlan}",
-        "-e",
-        f"multus_version={version}",
-    )
+    out, got = lab.basic(tmp_path, "-e", f"multus_version={version}")
     assert "network-status from the API" in out, out[-4000:]
-    got = json.loads(res.read_text())
     assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
     for host, (pod, lines) in got.items():
         # eth0 (the cluster network), then ipvlan (VMs only: whereabouts), macvlan, host-device

@@ -181,22 +181,6 @@ def test_tokens_cannot_read_secrets(lab):
         lab.kubectl("-n", "default", "delete", "secret", "xcm-probe")
 
 
-BASIC_SAVE = """
-- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
-- name: Save each pod's network-status
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Save them
-      ansible.builtin.copy:
-        dest: {out}
-        mode: "0644"
-        content: >-
-          {{{{ dict(groups['xcluster'] | zip(groups['xcluster']
-             | map('extract', hostvars, '_basic_pod'))) | to_json }}}}
-"""
-
-
 def test_basic_and_whereabouts_with_their_own_tokens(lab, tmp_path):
     # the shared token kubeconfig off every node: multus and whereabouts have only their own
     hide = "mv /etc/kubernetes/kubeconfig.token /root/xcm-shared.kubeconfig"
@@ -204,22 +188,10 @@ def test_basic_and_whereabouts_with_their_own_tokens(lab, tmp_path):
     for n in range(1, NODES + 1):
         lab.ssh(n, hide)
     try:
-        save, res = tmp_path / "basic.yml", tmp_path / "basic.json"
-        save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
-        ipvlan = "required" if VM else "auto"
-        out = lab.playbook(
-            str(save),
-            "-e",
-            "basic_api=required",
-            "-e",
-            "basic_kubeconfig=/root/xcm-shared.kubeconfig",
-            "-e",
-            f"basic_ipvlan={ipvlan}",
-        )
+        out, got = lab.basic(tmp_path, "-e", "basic_kubeconfig=/root/xcm-shared.kubeconfig")
         assert "network-status from the API" in out, out[-4000:]
-        got = json.loads(res.read_text())
         assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
-        for pod in got.values():
+        for pod, _pings in got.values():
             nets = (["ipvlan"] if VM else []) + ["macvlan", "host-device"]
             assert [i["network"] for i in pod][1:] == nets, pod
             assert all(i["present"] and i["match"] for i in pod), pod
