@@ -26,16 +26,11 @@ tests/artifacts/build-all and its k8s target (built on first use by the lab), an
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
+import k8slab  # tests/helpers
 import pytest
+from k8slab import recap_changed
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
 ARCHIVES = [
     "cni-plugins-linux-amd64-v1.0.1.tgz",
     "multus-cni_3.9.3_linux_amd64.tar.gz",
@@ -44,159 +39,50 @@ ARCHIVES = [
 NODES = 2
 # XCM_K8S_LAB=vm runs the module on the VM lab (ipvlan works there: net1 is ipvlan over
 # whereabouts, allocated from the API's IPPools); netns by default.
-BACKEND = os.environ.get("XCM_K8S_LAB", "netns")
-VM = BACKEND == "vm"
+VM = k8slab.BACKEND == "vm"
 NADS = {"bridge", "ipvlan", "ipvlan2", "macvlan", "host-device"}
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
-    env = dict(os.environ)
-    for k in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
-        env.pop(k, None)
-    env.update(
-        PATH=os.pathsep.join([VENV_BIN, env.get("PATH", "")]),
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        LAB=BACKEND,
-        LAB_SSH_TIMEOUT=os.environ.get("LAB_SSH_TIMEOUT", "400"),
-        LAB_PREFIX=f"k8si{os.getpid() % 100000}",
-        LAB_NET="auto",
-        LAB_NODES=str(NODES),
-        LAB_K8S="1",
-    )
-    state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-    gocache = os.path.join(CACHE, "go")
-    wb = os.path.join(str(tmp_path_factory.mktemp("k8s")), "whereabouts")
-    goenv = dict(
-        env,
-        PATH=os.pathsep.join([env["PATH"], "/usr/local/go/bin"]),
-        GOFLAGS="-modcacherw",
-        GOTOOLCHAIN="local",
-        GOMODCACHE=os.path.join(gocache, "modcache"),
-        GOCACHE=os.path.join(gocache, "build-cache"),
-    )
-    p = subprocess.run(
-        [os.path.join(REPO, "tests", "artifacts", "whereabouts-src"), wb],
-        env=goenv,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    env = dict(goenv, WHEREABOUTS_DIR=wb)
-    try:
-        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=1800, check=False)
-        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
-        with open(os.path.join(state, "k8s", "tokens.csv")) as f:
-            token = f.read().split(",")[0]
-        yield {"env": env, "inventory": os.path.join(state, "inventory.yml"), "token": token}
-    finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
-
-
-def play(lab, playbook, *args, ok=True):
-    cmd = [
-        os.path.join(VENV_BIN, "ansible-playbook"),
-        "-i",
-        lab["inventory"],
-        playbook,
-        "-e",
-        f"@{LAB_VARS}",
-        *args,
-    ]
-    p = subprocess.run(
-        cmd, env=lab["env"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
-    )
-    out = p.stdout + p.stderr
-    assert (p.returncode == 0) == ok, out[-8000:]
-    assert lab["token"] not in out, "the kubeconfig's token showed in the output"
-    return out
-
-
-def kubectl(lab, *args):
-    p = subprocess.run(
-        [LABCMD, "kubectl", *args], env=lab["env"], capture_output=True, text=True, check=False
-    )
-    assert p.returncode == 0, p.stderr
-    return p.stdout
-
-
-def recap_changed(out):
-    return {
-        line.split()[0]: int(line.split("changed=")[1].split()[0])
-        for line in out.splitlines()
-        if "changed=" in line
-    }
+    with k8slab.running(
+        tmp_path_factory, "k8si", NODES, standins=["WHEREABOUTS_DIR"], archives=ARCHIVES
+    ) as lab:
+        yield lab
 
 
 def test_site_applies_to_the_real_server(lab):
-    out = play(lab, "site.yml")
+    out = lab.playbook("site.yml")
     crd = json.loads(
-        kubectl(lab, "get", "crd", "network-attachment-definitions.k8s.cni.cncf.io", "-o", "json")
+        lab.kubectl("get", "crd", "network-attachment-definitions.k8s.cni.cncf.io", "-o", "json")
     )
     assert crd["spec"]["names"]["kind"] == "NetworkAttachmentDefinition"
-    nads = json.loads(kubectl(lab, "get", "network-attachment-definitions", "-A", "-o", "json"))["items"]
+    nads = json.loads(lab.kubectl("get", "network-attachment-definitions", "-A", "-o", "json"))["items"]
     assert {n["metadata"]["name"] for n in nads} >= NADS, nads
     cfg = {n["metadata"]["name"]: json.loads(n.get("spec", {}).get("config") or "{}") for n in nads}
     assert cfg["macvlan"]["type"] == "macvlan" and cfg["ipvlan"]["ipam"]["type"] == "whereabouts"
-    ds = json.loads(kubectl(lab, "get", "daemonset", "-A", "-o", "json"))["items"]
+    ds = json.loads(lab.kubectl("get", "daemonset", "-A", "-o", "json"))["items"]
     assert [d["metadata"]["name"] for d in ds] == ["multus-alpine"], ds
     assert "PLAY RECAP" in out
 
 
 def test_rerun_unchanged_and_check_applies_nothing(lab):
-    out = play(lab, "site.yml")
+    out = lab.playbook("site.yml")
     assert set(recap_changed(out).values()) == {0}, out[-4000:]
-    kubectl(lab, "delete", "network-attachment-definition", "host-device")
-    play(lab, "site.yml", "--check")
-    names = kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
+    lab.kubectl("delete", "network-attachment-definition", "host-device")
+    lab.playbook("site.yml", "--check")
+    names = lab.kubectl("get", "network-attachment-definitions", "-o", "name")
     assert "host-device" not in names, names
-    play(lab, "site.yml")
-    assert "host-device" in kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
-
-
-BASIC_SAVE = """
-- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
-- name: Save each pod's network-status and pings
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Save them
-      ansible.builtin.copy:
-        dest: {out}
-        mode: "0644"
-        content: >-
-          {{{{ dict(groups['xcluster'] | zip(groups['xcluster'] | map('extract', hostvars, '_basic_pod')
-             | zip(groups['xcluster'] | map('extract', hostvars, '_basic_ping')
-                   | map(attribute='stdout_lines')))) | to_json }}}}
-"""
+    lab.playbook("site.yml")
+    assert "host-device" in lab.kubectl("get", "network-attachment-definitions", "-o", "name")
 
 
 @pytest.mark.parametrize("version", ["3.9.3", "4.3.0"])
 def test_basic_in_the_default_mode(lab, version, tmp_path):
     if version != "3.9.3":
-        play(lab, "site.yml", "-e", f"multus_version={version}")
-    save = tmp_path / "basic.yml"
-    res = tmp_path / "basic.json"
-    save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
-    ipvlan = "required" if VM else "auto"
-    out = play(
-        lab,
-        str(save),
-        "-e",
-        "basic_api=required",
-        "-e",
-        f"basic_ipvlan={ipvlan}",
-        "-e",
-        f"multus_version={version}",
-    )
+        lab.playbook("site.yml", "-e", f"multus_version={version}")
+    out, got = lab.basic(tmp_path, "-e", f"multus_version={version}")
     assert "network-status from the API" in out, out[-4000:]
-    got = json.loads(res.read_text())
     assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
     for host, (pod, lines) in got.items():
         # eth0 (the cluster network), then ipvlan (VMs only: whereabouts), macvlan, host-device
@@ -209,50 +95,14 @@ def test_basic_in_the_default_mode(lab, version, tmp_path):
         pings = [json.loads(p) for p in lines if p.strip().startswith("{")]
         assert len(pings) == 2 * (len(nets) - 1) * (NODES - 1) and all(p["ok"] for p in pings), (host, pings)
     # DEL and the cleanup left no Pod object
-    assert kubectl(lab, "get", "pods", "-A", "-o", "name").strip() == ""
-
-
-WB_ADD = r"""
-cd /tmp && rm -rf xcm-wb && mkdir xcm-wb && cd xcm-wb || exit 1
-ip netns add xcm-wb 2>/dev/null
-cat >conf
-for i in $(seq {first} {step} {last}); do
-  CNI_COMMAND={cmd} CNI_CONTAINERID=xcm-wb-$i CNI_NETNS=/run/netns/xcm-wb CNI_IFNAME=net1 \
-  CNI_PATH=/opt/cni/bin CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=xcm-wb-$i" \
-  /opt/cni/bin/whereabouts <conf >out.$i 2>err.$i &
-done
-wait
-for f in out.*; do printf '%s %s\n' "$f" "$(tr -d '\n' <$f)"; done
-cat err.* | head -n 20
-[ {cmd} = ADD ] || ip netns del xcm-wb
-"""
-
-
-def whereabouts_on_nodes(lab, conf, cmd, total=40):
-    """CNI_COMMAND=cmd of whereabouts for pods 0..total-1, spread over the nodes, concurrently."""
-    procs = []
-    for n in range(1, NODES + 1):
-        script = WB_ADD.format(first=n - 1, step=NODES, last=total - 1, cmd=cmd)
-        procs.append(
-            subprocess.Popen(
-                [LABCMD, "ssh", str(n), script],
-                env=lab["env"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outs = [p.communicate(json.dumps(conf), timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    return "".join(o for o, _e in outs)
+    assert lab.kubectl("get", "pods", "-A", "-o", "name").strip() == ""
 
 
 def test_whereabouts_allocates_40_concurrent(lab):
-    wb = json.loads(kubectl(lab, "get", "network-attachment-definition", "ipvlan", "-o", "json"))
+    wb = json.loads(lab.kubectl("get", "network-attachment-definition", "ipvlan", "-o", "json"))
     conf = dict(json.loads(wb["spec"]["config"]), name="ipvlan")
     assert conf["ipam"]["type"] == "whereabouts" and len(conf["ipam"]["ipRanges"]) == 2, conf
-    out = whereabouts_on_nodes(lab, conf, "ADD")
+    out = lab.whereabouts(conf, "ADD", 40, "xcm-wb")
     results = {}
     for line in out.splitlines():
         if line.startswith("out."):
@@ -262,12 +112,12 @@ def test_whereabouts_allocates_40_concurrent(lab):
     v4 = [ip["address"] for r in results.values() for ip in r["ips"] if ":" not in ip["address"]]
     v6 = [ip["address"] for r in results.values() for ip in r["ips"] if ":" in ip["address"]]
     assert len(v4) == len(set(v4)) == 40 and len(v6) == len(set(v6)) == 40, (v4, v6)
-    pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
+    pools = json.loads(lab.kubectl("get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
     recorded = {a["podref"] for p in pools for a in p["spec"].get("allocations", {}).values()}
     assert recorded == {f"default/xcm-wb-{i}" for i in range(40)}, recorded
     assert sum(len(p["spec"].get("allocations", {})) for p in pools) == 80
-    whereabouts_on_nodes(lab, conf, "DEL")
-    pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
+    lab.whereabouts(conf, "DEL", 40, "xcm-wb")
+    pools = json.loads(lab.kubectl("get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
     assert [a for p in pools for a in p["spec"].get("allocations", {}).values()] == [], pools
 
 
@@ -299,16 +149,8 @@ def make_pod(lab, name, networks):
         },
         "spec": {"nodeName": "vm-001", "containers": [{"name": "c", "image": "alpine"}]},
     }
-    p = subprocess.run(
-        [LABCMD, "kubectl", "apply", "-f", "-"],
-        env=lab["env"],
-        input=json.dumps(pod),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    return kubectl(lab, "get", "pod", name, "-o", "jsonpath={.metadata.uid}")
+    lab.kubectl("apply", "-f", "-", data=json.dumps(pod))
+    return lab.kubectl("get", "pod", name, "-o", "jsonpath={.metadata.uid}")
 
 
 @pytest.mark.parametrize(
@@ -335,11 +177,9 @@ def test_failures_a_user_meets(lab, case, networks, setup, expect):
     name = f"xcm-fail-{case}"
     uid = make_pod(lab, name, networks)
     script = FAIL_ADD.format(setup=setup, pod=name, uid=uid)
-    p = subprocess.run(
-        [LABCMD, "ssh", "1", script], env=lab["env"], capture_output=True, text=True, check=False
-    )
+    p = lab.ssh_run(1, script)
     out = p.stdout + p.stderr
-    kubectl(lab, "delete", "pod", name, "--force", "--grace-period=0")
+    lab.kubectl("delete", "pod", name, "--force", "--grace-period=0")
     assert "ADD-RC=0" not in out and "ADD-RC=" in out, out
     assert any(e in out for e in expect.split("|")), out
     assert "LINKS=0" in out and "LEASES=0" in out, out

@@ -32,19 +32,19 @@ import os
 import subprocess
 import time
 
+import k8slab  # tests/helpers
+import labrun
 import pytest
+from k8slab import recap_changed
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
+REPO = labrun.REPO
+CACHE = labrun.CACHE
+ARCHIVES = labrun.ARCHIVES
+VENV_BIN = labrun.VENV_BIN
 NODES = 2
 # XCM_K8S_LAB=vm runs the module on the VM lab, where net1 is ipvlan over whereabouts: the basic
 # check's whereabouts allocations then go through multus with both ServiceAccounts' tokens.
-BACKEND = os.environ.get("XCM_K8S_LAB", "netns")
-VM = BACKEND == "vm"
+VM = k8slab.BACKEND == "vm"
 MULTUS_KC = "/etc/cni/net.d/multus.d/multus.kubeconfig"
 WB_KC = "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"
 SA_VARS = ["-e", "multus_serviceaccount=true"]
@@ -54,94 +54,15 @@ RUNTIME = {"events", "events.events.k8s.io"}
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
-    env = dict(os.environ)
-    for k in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
-        env.pop(k, None)
-    gocache = os.path.join(CACHE, "go")
-    env.update(
-        PATH=os.pathsep.join([VENV_BIN, env.get("PATH", ""), "/usr/local/go/bin"]),
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        LAB=BACKEND,
-        LAB_SSH_TIMEOUT=os.environ.get("LAB_SSH_TIMEOUT", "400"),
-        LAB_PREFIX=f"k8sr{os.getpid() % 100000}",
-        LAB_NET="auto",
-        LAB_NODES=str(NODES),
-        LAB_K8S="1",
-        GOFLAGS="-modcacherw",
-        GOTOOLCHAIN="local",
-        GOMODCACHE=os.path.join(gocache, "modcache"),
-        GOCACHE=os.path.join(gocache, "build-cache"),
-    )
-    tmp = str(tmp_path_factory.mktemp("k8srbac"))
-    for tool, name, var in (
-        ("whereabouts-src", "whereabouts", "WHEREABOUTS_DIR"),
-        ("multus-service-src", "multus-service", "MSERVICE_DIR"),
-    ):
-        dest = os.path.join(tmp, name)
-        p = subprocess.run(
-            [os.path.join(REPO, "tests", "artifacts", tool), dest],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert p.returncode == 0, p.stderr
-        env[var] = dest
-    state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-    try:
-        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=1800, check=False)
-        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
-        with open(os.path.join(state, "k8s", "tokens.csv")) as f:
-            token = f.read().split(",")[0]
-        ctx = {
-            "env": env,
-            "inventory": os.path.join(state, "inventory.yml"),
-            "secrets": [token],
-            "state": state,
-        }
-        ctx["before"] = api_objects(ctx)
-        yield ctx
-    finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
-
-
-def play(lab, playbook, *args, ok=True):
-    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", lab["inventory"], playbook, "-e", f"@{LAB_VARS}"]
-    p = subprocess.run(
-        [*cmd, *args], env=lab["env"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
-    )
-    out = p.stdout + p.stderr
-    assert (p.returncode == 0) == ok, out[-8000:]
-    for s in lab["secrets"]:
-        assert s not in out, "a token showed in the output"
-    return out
-
-
-def kubectl(lab, *args, ok=True, stdin=None):
-    p = subprocess.run(
-        [LABCMD, "kubectl", *args], env=lab["env"], input=stdin, capture_output=True, text=True, check=False
-    )
-    assert (p.returncode == 0) == ok, p.stdout + p.stderr
-    return p.stdout + ("" if ok else p.stderr)
-
-
-def ssh(lab, node, script, ok=True):
-    p = subprocess.run(
-        [LABCMD, "ssh", str(node), script], env=lab["env"], capture_output=True, text=True, check=False
-    )
-    assert (p.returncode == 0) == ok, p.stdout + p.stderr
-    return p.stdout
+    with k8slab.running(tmp_path_factory, "k8sr", NODES, standins=["WHEREABOUTS_DIR", "MSERVICE_DIR"]) as lab:
+        lab.before = api_objects(lab)
+        yield lab
 
 
 def api_objects(lab):
     """Every object the API lists (resource, namespace, name), runtime records left out."""
-    res = [r for r in kubectl(lab, "api-resources", "--verbs=list", "-o", "name").split() if r not in RUNTIME]
-    items = json.loads(kubectl(lab, "get", ",".join(res), "-A", "-o", "json"))["items"]
+    res = [r for r in lab.kubectl("api-resources", "--verbs=list", "-o", "name").split() if r not in RUNTIME]
+    items = json.loads(lab.kubectl("get", ",".join(res), "-A", "-o", "json"))["items"]
     return {
         (i["kind"], i["metadata"].get("namespace", ""), i["metadata"]["name"])
         for i in items
@@ -149,16 +70,8 @@ def api_objects(lab):
     }
 
 
-def recap_changed(out):
-    return {
-        line.split()[0]: int(line.split("changed=")[1].split()[0])
-        for line in out.splitlines()
-        if "changed=" in line
-    }
-
-
 def node_token(lab, node, path):
-    text = ssh(lab, node, f"cat {path}")
+    text = lab.ssh(node, f"cat {path}")
     return next(
         ln.split("token:", 1)[1].strip() for ln in text.splitlines() if ln.strip().startswith("token:")
     )
@@ -170,51 +83,51 @@ def claims(token):
 
 
 def test_site_with_serviceaccounts(lab):
-    out = play(lab, "site.yml", *SA_VARS)
-    sas = json.loads(kubectl(lab, "-n", "kube-system", "get", "serviceaccounts", "-o", "json"))["items"]
+    out = lab.playbook("site.yml", *SA_VARS)
+    sas = json.loads(lab.kubectl("-n", "kube-system", "get", "serviceaccounts", "-o", "json"))["items"]
     assert {"multus", "whereabouts"} <= {s["metadata"]["name"] for s in sas}
-    crs = kubectl(lab, "get", "clusterroles,clusterrolebindings", "-o", "name").split()
+    crs = lab.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").split()
     for want in ("multus", "whereabouts-cni"):
         assert f"clusterrole.rbac.authorization.k8s.io/{want}" in crs, crs
     for want in ("multus", "whereabouts"):
         assert f"clusterrolebinding.rbac.authorization.k8s.io/{want}" in crs, crs
     # every object site.yml applies, accepted by the server
-    names = kubectl(lab, "get", "crd", "-o", "name")
+    names = lab.kubectl("get", "crd", "-o", "name")
     for crd in ("network-attachment-definitions.k8s.cni.cncf.io", "ippools.whereabouts.cni.cncf.io"):
         assert crd in names, names
-    assert "ipvlan2" in kubectl(lab, "get", "network-attachment-definitions", "-o", "name")
-    assert "multus-alpine" in kubectl(lab, "get", "daemonset", "-A", "-o", "name")
-    svc = json.loads(kubectl(lab, "get", "service", "multus-service", "-o", "json"))
+    assert "ipvlan2" in lab.kubectl("get", "network-attachment-definitions", "-o", "name")
+    assert "multus-alpine" in lab.kubectl("get", "daemonset", "-A", "-o", "name")
+    svc = json.loads(lab.kubectl("get", "service", "multus-service", "-o", "json"))
     assert svc["metadata"]["annotations"]["k8s.v1.cni.cncf.io/service-network"] == "ipvlan2"
     assert svc["spec"]["clusterIP"].startswith("198.19.216."), svc["spec"]
-    deps = kubectl(lab, "get", "deployments", "-o", "name").split()
+    deps = lab.kubectl("get", "deployments", "-o", "name").split()
     assert sorted(deps) == ["deployment.apps/multus-client", "deployment.apps/multus-server"], deps
     # every node: its own kubeconfigs, 0600, with the ServiceAccounts' tokens; the configs name them
     for n in range(1, NODES + 1):
-        conf = json.loads(ssh(lab, n, "cat /etc/cni/net.d/10-multus.conf"))
+        conf = json.loads(lab.ssh(n, "cat /etc/cni/net.d/10-multus.conf"))
         assert conf["kubeconfig"] == MULTUS_KC, conf
-        wconf = json.loads(ssh(lab, n, "cat /etc/cni/net.d/whereabouts.d/whereabouts.conf"))
+        wconf = json.loads(lab.ssh(n, "cat /etc/cni/net.d/whereabouts.d/whereabouts.conf"))
         assert wconf["kubernetes"]["kubeconfig"] == WB_KC, wconf
-        assert ssh(lab, n, f"stat -c %a {MULTUS_KC} {WB_KC}").split() == ["600", "600"]
+        assert lab.ssh(n, f"stat -c %a {MULTUS_KC} {WB_KC}").split() == ["600", "600"]
         for path, sa in ((MULTUS_KC, "multus"), (WB_KC, "whereabouts")):
             tok = node_token(lab, n, path)
             assert claims(tok)["sub"] == f"system:serviceaccount:kube-system:{sa}"
-            if tok not in lab["secrets"]:
-                lab["secrets"].append(tok)
-    for s in lab["secrets"]:
+            if tok not in lab.secrets:
+                lab.secrets.append(tok)
+    for s in lab.secrets:
         assert s not in out, "a token showed in the output"
-    lab["tokens"] = {p: node_token(lab, 1, p) for p in (MULTUS_KC, WB_KC)}
+    lab.tokens = {p: node_token(lab, 1, p) for p in (MULTUS_KC, WB_KC)}
     # the token's lifetime: what was asked for (8760 h), the API server did not cut it
-    c = claims(lab["tokens"][MULTUS_KC])
+    c = claims(lab.tokens[MULTUS_KC])
     assert c["exp"] - c["iat"] == 8760 * 3600, c
 
 
 def test_rerun_keeps_the_tokens(lab):
-    out = play(lab, "site.yml", *SA_VARS)
+    out = lab.playbook("site.yml", *SA_VARS)
     assert set(recap_changed(out).values()) == {0}, out[-4000:]
-    assert {p: node_token(lab, 2, p) for p in (MULTUS_KC, WB_KC)} == lab["tokens"]
-    play(lab, "site.yml", "--check", *SA_VARS)
-    assert {p: node_token(lab, 1, p) for p in (MULTUS_KC, WB_KC)} == lab["tokens"]
+    assert {p: node_token(lab, 2, p) for p in (MULTUS_KC, WB_KC)} == lab.tokens
+    lab.playbook("site.yml", "--check", *SA_VARS)
+    assert {p: node_token(lab, 1, p) for p in (MULTUS_KC, WB_KC)} == lab.tokens
 
 
 CAN = {
@@ -250,76 +163,22 @@ CAN = {
 
 
 def test_tokens_cannot_read_secrets(lab):
-    kubectl(lab, "-n", "default", "create", "secret", "generic", "xcm-probe", "--from-literal=k=v")
+    lab.kubectl("-n", "default", "create", "secret", "generic", "xcm-probe", "--from-literal=k=v")
     try:
         for kc, want in CAN.items():
             for answer, checks in want.items():
                 for check in checks:
-                    out = ssh(lab, 1, f"kubectl --kubeconfig={kc} auth can-i {check} || true").strip()
+                    out = lab.ssh(1, f"kubectl --kubeconfig={kc} auth can-i {check} || true").strip()
                     assert out == answer, (kc, check, out)
             # a real GET of an existing Secret: 403 Forbidden
-            p = subprocess.run(
-                [LABCMD, "ssh", "1", f"kubectl --kubeconfig={kc} -n default get secret xcm-probe -v=6 2>&1"],
-                env=lab["env"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            p = lab.ssh_run(1, f"kubectl --kubeconfig={kc} -n default get secret xcm-probe -v=6 2>&1")
             assert p.returncode != 0 and "403 Forbidden" in p.stdout and "forbidden" in p.stdout, p.stdout[
                 -2000:
             ]
             sa = "multus" if kc == MULTUS_KC else "whereabouts"
             assert f'User "system:serviceaccount:kube-system:{sa}" cannot get resource "secrets"' in p.stdout
     finally:
-        kubectl(lab, "-n", "default", "delete", "secret", "xcm-probe")
-
-
-BASIC_SAVE = """
-- ansible.builtin.import_playbook: {repo}/playbooks/basic.yml
-- name: Save each pod's network-status
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Save them
-      ansible.builtin.copy:
-        dest: {out}
-        mode: "0644"
-        content: >-
-          {{{{ dict(groups['xcluster'] | zip(groups['xcluster']
-             | map('extract', hostvars, '_basic_pod'))) | to_json }}}}
-"""
-
-WB = r"""
-cd /tmp && rm -rf xcm-wbr && mkdir xcm-wbr && cd xcm-wbr || exit 1
-ip netns add xcm-wbr 2>/dev/null
-cat >conf
-for i in $(seq {first} {step} {last}); do
-  CNI_COMMAND={cmd} CNI_CONTAINERID=xcm-wbr-$i CNI_NETNS=/run/netns/xcm-wbr CNI_IFNAME=net1 \
-  CNI_PATH=/opt/cni/bin CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=xcm-wbr-$i" \
-  /opt/cni/bin/whereabouts <conf >out.$i 2>err.$i &
-done
-wait
-for f in out.*; do printf '%s %s\n' "$f" "$(tr -d '\n' <$f)"; done
-cat err.* | head -n 20
-[ {cmd} = ADD ] || ip netns del xcm-wbr
-"""
-
-
-def whereabouts(lab, conf, cmd, total):
-    procs = [
-        subprocess.Popen(
-            [LABCMD, "ssh", str(n), WB.format(first=n - 1, step=NODES, last=total - 1, cmd=cmd)],
-            env=lab["env"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(1, NODES + 1)
-    ]
-    outs = [p.communicate(json.dumps(conf), timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    return "".join(o for o, _e in outs)
+        lab.kubectl("-n", "default", "delete", "secret", "xcm-probe")
 
 
 def test_basic_and_whereabouts_with_their_own_tokens(lab, tmp_path):
@@ -327,64 +186,47 @@ def test_basic_and_whereabouts_with_their_own_tokens(lab, tmp_path):
     hide = "mv /etc/kubernetes/kubeconfig.token /root/xcm-shared.kubeconfig"
     back = "mv /root/xcm-shared.kubeconfig /etc/kubernetes/kubeconfig.token"
     for n in range(1, NODES + 1):
-        ssh(lab, n, hide)
+        lab.ssh(n, hide)
     try:
-        save, res = tmp_path / "basic.yml", tmp_path / "basic.json"
-        save.write_text(BASIC_SAVE.format(repo=REPO, out=res))
-        ipvlan = "required" if VM else "auto"
-        out = play(
-            lab,
-            str(save),
-            "-e",
-            "basic_api=required",
-            "-e",
-            "basic_kubeconfig=/root/xcm-shared.kubeconfig",
-            "-e",
-            f"basic_ipvlan={ipvlan}",
-        )
+        out, got = lab.basic(tmp_path, "-e", "basic_kubeconfig=/root/xcm-shared.kubeconfig")
         assert "network-status from the API" in out, out[-4000:]
-        got = json.loads(res.read_text())
         assert sorted(got) == [f"vm-00{n}" for n in range(1, NODES + 1)]
-        for pod in got.values():
+        for pod, _pings in got.values():
             nets = (["ipvlan"] if VM else []) + ["macvlan", "host-device"]
             assert [i["network"] for i in pod][1:] == nets, pod
             assert all(i["present"] and i["match"] for i in pod), pod
             if VM:  # net1: whereabouts' addresses (IPv4 and IPv6) through multus, its own tokens
                 assert {":" in a for a in pod[1]["ips"]} == {True, False}, pod
-        nad = json.loads(kubectl(lab, "get", "network-attachment-definition", "ipvlan", "-o", "json"))
+        nad = json.loads(lab.kubectl("get", "network-attachment-definition", "ipvlan", "-o", "json"))
         conf = dict(json.loads(nad["spec"]["config"]), name="ipvlan")
-        out = whereabouts(lab, conf, "ADD", 10)
+        out = lab.whereabouts(conf, "ADD", 10, "xcm-wbr")
         results = [json.loads(ln.split(" ", 1)[1]) for ln in out.splitlines() if ln.startswith("out.")]
         assert len(results) == 10 and all(r.get("ips") for r in results), out[-3000:]
-        pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))[
-            "items"
-        ]
+        pools = json.loads(lab.kubectl("get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
         refs = {a["podref"] for p in pools for a in p["spec"].get("allocations", {}).values()}
         assert refs == {f"default/xcm-wbr-{i}" for i in range(10)}, refs
-        whereabouts(lab, conf, "DEL", 10)
-        pools = json.loads(kubectl(lab, "get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))[
-            "items"
-        ]
+        lab.whereabouts(conf, "DEL", 10, "xcm-wbr")
+        pools = json.loads(lab.kubectl("get", "ippools.whereabouts.cni.cncf.io", "-A", "-o", "json"))["items"]
         assert [a for p in pools for a in p["spec"].get("allocations", {}).values()] == []
     finally:
         for n in range(1, NODES + 1):
-            ssh(lab, n, back)
+            lab.ssh(n, back)
 
 
 def test_shorter_lifetime_gives_a_new_token(lab):
-    out = play(lab, "site.yml", *SA_VARS, "-e", "multus_serviceaccount_token_hours=24")
+    out = lab.playbook("site.yml", *SA_VARS, "-e", "multus_serviceaccount_token_hours=24")
     tok = node_token(lab, 2, MULTUS_KC)
-    lab["secrets"].append(tok)
-    assert tok != lab["tokens"][MULTUS_KC]
+    lab.secrets.append(tok)
+    assert tok != lab.tokens[MULTUS_KC]
     c = claims(tok)
     assert c["exp"] - c["iat"] == 24 * 3600, c
-    assert node_token(lab, 2, WB_KC) == lab["tokens"][WB_KC]  # whereabouts' is its own
+    assert node_token(lab, 2, WB_KC) == lab.tokens[WB_KC]  # whereabouts' is its own
     assert recap_changed(out)["vm-002"] > 0
-    lab["old"] = [lab["tokens"][MULTUS_KC], tok, lab["tokens"][WB_KC]]
+    lab.old = [lab.tokens[MULTUS_KC], tok, lab.tokens[WB_KC]]
 
 
 def authenticates(lab, token):
-    k8s = os.path.join(lab["state"], "k8s")
+    k8s = lab.k8s
     with open(os.path.join(k8s, "admin.kubeconfig")) as f:
         server = next(ln.split("server:", 1)[1].strip() for ln in f if "server:" in ln)
     kc = os.path.join(CACHE, "go", "k8s.io", "kubernetes@v1.34.4", "kubectl")
@@ -399,15 +241,15 @@ def authenticates(lab, token):
 
 
 def test_uninstall_leaves_the_api_as_it_was(lab):
-    assert all(authenticates(lab, t)[0] for t in lab["old"][1:])
-    out = play(lab, "playbooks/uninstall.yml", *SA_VARS, "-e", "uninstall_api_objects=true")
+    assert all(authenticates(lab, t)[0] for t in lab.old[1:])
+    out = lab.playbook("playbooks/uninstall.yml", *SA_VARS, "-e", "uninstall_api_objects=true")
     after = api_objects(lab)
-    assert after == lab["before"], (sorted(after - lab["before"]), sorted(lab["before"] - after), out[-3000:])
+    assert after == lab.before, (sorted(after - lab.before), sorted(lab.before - after), out[-3000:])
     for n in range(1, NODES + 1):
-        assert ssh(lab, n, f"ls {MULTUS_KC} {WB_KC} 2>&1 || true").count("No such file") == 2
+        assert lab.ssh(n, f"ls {MULTUS_KC} {WB_KC} 2>&1 || true").count("No such file") == 2
     # the API server caches a token's successful authentication for 10 s (kube-apiserver's
     # token cache): a deleted ServiceAccount's token is refused within that time
-    for t in lab["old"]:
+    for t in lab.old:
         deadline = time.monotonic() + 30
         ok, err = authenticates(lab, t)
         while ok and time.monotonic() < deadline:

@@ -35,19 +35,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
 import time
 
 import k8s_pods as kp
+import k8slab  # tests/helpers
 import pytest
 import yaml
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LABCMD = os.path.join(REPO, "tests", "lab", "lab")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-LAB_VARS = os.path.join(REPO, "tests", "integration", "vars", "lab-archives.yml")
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xcluster-multus")
-ARCHIVES = ["cni-plugins-linux-amd64-v1.0.1.tgz", "multus-cni_3.9.3_linux_amd64.tar.gz"]
 HOSTS = ["vm-001", "vm-002"]
 PODS = 40
 # At most this many ADDs (or DELs) at once per node (0: all of a node's pods at once). On the
@@ -68,83 +62,24 @@ def log(*a):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [a for a in ARCHIVES if not os.path.isfile(os.path.join(CACHE, "archives", a))]
-    assert not missing, f"{missing} missing in {CACHE}/archives: run tests/artifacts/build-all"
-    env = dict(os.environ)
-    for k in ("ARCHIVE", "WHEREABOUTS_DIR", "MSERVICE_DIR"):
-        env.pop(k, None)
-    gocache = os.path.join(CACHE, "go")
-    env.update(
-        PATH=os.pathsep.join([VENV_BIN, env.get("PATH", ""), "/usr/local/go/bin"]),
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        LAB="vm",
-        LAB_SSH_TIMEOUT=os.environ.get("LAB_SSH_TIMEOUT", "400"),
-        LAB_PREFIX=f"k8sv{os.getpid() % 100000}",
-        LAB_NET="auto",
-        LAB_NODES=str(len(HOSTS)),
-        LAB_K8S="1",
-        GOFLAGS="-modcacherw",
-        GOTOOLCHAIN="local",
-        GOMODCACHE=os.path.join(gocache, "modcache"),
-        GOCACHE=os.path.join(gocache, "build-cache"),
-    )
-    tmp = str(tmp_path_factory.mktemp("k8svm"))
-    for tool, dest, var in (
-        ("whereabouts-src", "whereabouts", "WHEREABOUTS_DIR"),
-        ("multus-service-src", "multus-service", "MSERVICE_DIR"),
-    ):
-        p = subprocess.run(
-            [os.path.join(REPO, "tests", "artifacts", tool), os.path.join(tmp, dest)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert p.returncode == 0, p.stderr
-        env[var] = os.path.join(tmp, dest)
-    state = os.path.join(env.get("LAB_STATE_DIR", "/run/xcluster-multus-lab"), env["LAB_PREFIX"])
-    times = {}
-    try:
+    standins = ["WHEREABOUTS_DIR", "MSERVICE_DIR"]
+    with k8slab.running(tmp_path_factory, "k8sv", len(HOSTS), backend="vm", standins=standins) as lab:
+        lab.times = {"lab up": lab.up_seconds}
         t0 = time.monotonic()
-        p = subprocess.run([LABCMD, "up"], env=env, capture_output=True, text=True, timeout=1800, check=False)
-        assert p.returncode == 0, f"lab up failed:\n{p.stdout}{p.stderr}"
-        times["lab up"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        cmd = [
-            os.path.join(VENV_BIN, "ansible-playbook"),
-            "-i",
-            os.path.join(state, "inventory.yml"),
-            "site.yml",
-        ]
-        cmd += ["-e", f"@{LAB_VARS}", "-e", json.dumps({"multus_service_start": True})]
-        p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
-        assert p.returncode == 0, (p.stdout + p.stderr)[-8000:]
-        times["site.yml"] = time.monotonic() - t0
-        log(f"lab up {times['lab up']:.0f} s, site.yml {times['site.yml']:.0f} s")
-        kp.nodes(env, HOSTS)
-        yield {"env": env, "times": times}
-    finally:
-        subprocess.run([LABCMD, "down"], env=env, capture_output=True, check=False)
-
-
-def ssh(lab, node, cmd):
-    p = subprocess.run(
-        [LABCMD, "ssh", node[-1], cmd], env=lab["env"], capture_output=True, text=True, check=False
-    )
-    assert p.returncode == 0, f"{node}: {cmd}: {p.stderr}"
-    return p.stdout
+        lab.playbook("site.yml", "-e", json.dumps({"multus_service_start": True}), timeout=1800)
+        lab.times["site.yml"] = time.monotonic() - t0
+        log(f"lab up {lab.times['lab up']:.0f} s, site.yml {lab.times['site.yml']:.0f} s")
+        kp.nodes(lab.env, HOSTS)
+        yield lab
 
 
 def allocations(lab):
-    pools = kp.kget(lab["env"], "ippools.whereabouts.cni.cncf.io", "-A")["items"]
+    pools = kp.kget(lab.env, "ippools.whereabouts.cni.cncf.io", "-A")["items"]
     return [a for p in pools for a in (p["spec"].get("allocations") or {}).values()]
 
 
 def slices(lab):
-    return kp.kget(lab["env"], "endpointslices", "-l", "kubernetes.io/service-name=multus-service")["items"]
+    return kp.kget(lab.env, "endpointslices", "-l", "kubernetes.io/service-name=multus-service")["items"]
 
 
 def wait_slices(lab, want, timeout=180):
@@ -164,9 +99,8 @@ def wait_slices(lab, want, timeout=180):
 def test_multus_service_controller_writes_the_endpointslices(lab):
     """First in the module: a starved TCG VM can lose the controller's leader lease (its renew
     deadline is 10 s), and the controller then exits, as upstream's does."""
-    env = lab["env"]
-    alive = ssh(
-        lab,
+    env = lab.env
+    alive = lab.ssh(
         "vm-002",
         "p=$(cat /var/run/multus-service-controller.pid); [ -d /proc/$p ] && echo ALIVE;"
         " tail -n 5 /var/log/multus-service-controller.log",
@@ -175,8 +109,7 @@ def test_multus_service_controller_writes_the_endpointslices(lab):
         f"multus-service-controller (started by the role) is not running: {alive}"
     )
     # the collection's Service, applied as a user does, with kubectl on vm-001
-    out = ssh(
-        lab,
+    out = lab.ssh(
         "vm-001",
         "kubectl --kubeconfig /etc/kubernetes/kubeconfig.token apply"
         " -f /etc/kubernetes/multus-service/svc.yaml",
@@ -185,7 +118,7 @@ def test_multus_service_controller_writes_the_endpointslices(lab):
     svc = kp.kget(env, "service", "multus-service")
     network = svc["metadata"]["annotations"]["k8s.v1.cni.cncf.io/service-network"]
     assert network == "ipvlan2", svc
-    deps = list(yaml.safe_load_all(ssh(lab, "vm-001", "cat /etc/kubernetes/multus-service/deployment.yaml")))
+    deps = list(yaml.safe_load_all(lab.ssh("vm-001", "cat /etc/kubernetes/multus-service/deployment.yaml")))
     server = next(d for d in deps if d and d["metadata"]["name"] == "multus-server")
     tmpl = server["spec"]["template"]
     assert tmpl["metadata"]["annotations"][kp.NETWORKS] == network
@@ -242,12 +175,12 @@ def test_multus_service_controller_writes_the_endpointslices(lab):
         kp.kubectl(env, "delete", "service", "multus-service", check=False)
     assert allocations(lab) == []
     # multus-proxy: started by the role on every node, it needs CRI-O (none in the lab)
-    proxy = ssh(lab, "vm-001", "cat /var/log/multus-proxy.log")
+    proxy = lab.ssh("vm-001", "cat /var/log/multus-proxy.log")
     assert "crio.sock" in proxy and "cannot create pod change tracker" in proxy, proxy
 
 
 def test_40_concurrent_adds_through_multus_ipvlan_whereabouts(lab):
-    env = lab["env"]
+    env = lab.env
     nad = kp.kget(env, "network-attachment-definition", "ipvlan")
     conf = json.loads(nad["spec"]["config"])
     assert conf["type"] == "ipvlan" and conf["ipam"]["type"] == "whereabouts", conf
@@ -284,7 +217,7 @@ def test_40_concurrent_adds_through_multus_ipvlan_whereabouts(lab):
         assert allocations(lab) == []
         assert {h: kp.links(env, h) for h in HOSTS} == before
         for h in HOSTS:
-            left = ssh(lab, h, "ip netns list; ls /var/lib/cni/multus 2>/dev/null | grep xcm-; true")
+            left = lab.ssh(h, "ip netns list; ls /var/lib/cni/multus 2>/dev/null | grep xcm-; true")
             assert left.strip() == "", (h, left)
     finally:
         kp.kubectl(env, "delete", "pods", "-l", "app=xcm-40", "--force", "--grace-period=0", check=False)
