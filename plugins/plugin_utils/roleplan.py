@@ -19,6 +19,7 @@ entry, ``facts`` the role's private facts its later entry points and the play ch
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -114,21 +115,38 @@ def archive_request(v, prefix, host, *, version_str=False):
     }
 
 
+def _start(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
 def run_key():
     """This ansible-playbook run: its process (the workers' parent) and that process's start."""
     ppid = os.getppid()
-    try:
-        with open(f"/proc/{ppid}/stat", encoding="ascii") as f:
-            start = f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        start = "0"
-    return f"{ppid}-{start}"
+    return f"{ppid}-{_start(ppid)}"
+
+
+_RUN_MEMO = re.compile(r"^run-([0-9]+)-([0-9]+)-")
+
+
+def prune_finished(plans, now=None):
+    """Remove the memos of runs that ended (their process is gone, or is another one now) and,
+    as before, anything older than artifacts.STALE_SECONDS (a memo of a run with no /proc)."""
+    artifacts.clean_stale(plans, "run-", now=time.time() if now is None else now)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(plans):
+            m = _RUN_MEMO.match(entry.name)
+            if m and _start(m.group(1)) != m.group(2):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _memo_path(cache, parts, key=None):
     plans = os.path.join(cache, "plans")
     os.makedirs(plans, exist_ok=True)
-    artifacts.clean_stale(plans, "run-", now=time.time())
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return os.path.join(plans, f"run-{key or run_key()}-{digest}.json")
 
@@ -136,7 +154,8 @@ def _memo_path(cache, parts, key=None):
 def once(cache, parts, fn, *, key=None, valid=lambda out: True):
     """fn() once per run (``key``, default run_key()) and ``parts`` (what decides its result):
     the first host's worker runs it under a lock, the others read its result from
-    ``<cache>/plans/`` (removed after a day). A failure is not kept: each host reports it."""
+    ``<cache>/plans/`` (removed once their run ended: prune_finished, when a memo is written). A
+    failure is not kept: each host reports it."""
     memo = _memo_path(cache, parts, key)
     with artifacts.locked(memo + ".lock"):
         try:
@@ -146,6 +165,7 @@ def once(cache, parts, fn, *, key=None, valid=lambda out: True):
                 return out
         except (OSError, ValueError):
             pass
+        prune_finished(os.path.dirname(memo))
         out = fn()
         tmp = f"{memo}.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:

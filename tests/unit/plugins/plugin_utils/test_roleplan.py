@@ -236,6 +236,25 @@ def test_resolve_once_per_run_and_request(tmp_path):
     assert os.listdir(tmp_path / "plans")
 
 
+def test_memos_of_finished_runs_are_pruned_when_a_memo_is_written(tmp_path):
+    """A run's memos go once its ansible-playbook process is gone (or the pid is another process)."""
+    import subprocess  # noqa: PLC0415 (this test only)
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    me = os.getpid()
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    live = plans / f"run-{me}-{rp._start(me)}-aaaa.json"
+    gone = plans / f"run-{p.pid}-12345-bbbb.json"
+    reused = plans / f"run-{me}-1-cccc.json"  # this pid, another start: another process
+    other = plans / "unrelated.json"
+    for f in (live, gone, reused, other):
+        f.write_text("{}")
+    rp.once(str(tmp_path), ["x"], lambda: {"v": 1}, key=f"{me}-{rp._start(me)}")
+    assert live.exists() and other.exists() and not gone.exists() and not reused.exists()
+
+
 MULTUS_ART = {
     "root": "/u/multus-cni_3.9.3_linux_amd64",
     "members": ["multus-cni_3.9.3_linux_amd64/multus-cni"],
