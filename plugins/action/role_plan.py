@@ -25,6 +25,7 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils import (
     roleplan,
 )
 
+CREDENTIALS_GROUP = "xcluster_multus_credentials"
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -175,6 +176,8 @@ class ActionModule(ActionBase):
                 self._play(roles, task_vars, args["nad_check"])
             else:
                 facts, warnings, result["credentials"] = self._host(roles, host, task_vars)
+                if result["credentials"]:  # site.yml's credentials play runs on this group only
+                    result["add_group"], result["parent_groups"] = CREDENTIALS_GROUP, []
                 facts[args["fact"]] = facts.pop("xcluster_multus_plan")
                 result["ansible_facts"] = facts
                 if warnings:
