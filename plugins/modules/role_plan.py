@@ -108,10 +108,10 @@ roles:
   elements: str
 credentials:
   description:
-    - With O(scope=host), the roles whose entry point C(credentials) has work on this host (their
+    - "With O(scope=host), the roles whose entry point C(credentials) has work on this host (their
       C(<role>_serviceaccount) is true), in order. When there is one, the host also joins the
-      group C(xcluster_multus_credentials) (as M(ansible.builtin.group_by) adds it: RV(add_group)),
-      the hosts of site.yml's credentials play.
+      group C(xcluster_multus_credentials) (as M(ansible.builtin.group_by) adds it, RV(add_group)),
+      the hosts of site.yml's credentials play."
   returned: success and scope host
   type: list
   elements: str

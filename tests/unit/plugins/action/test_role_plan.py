@@ -60,6 +60,9 @@ def test_host_scope_sets_the_contract_and_private_facts(cni_archive):
     assert plan["node_local"]["overlay"]["index"] == 2 == facts["_node_local_index"]
     assert plan["node_local"]["files"][0]["src"] == f"{COLLECTION}/roles/node_local/files/node-local"
     assert facts["_cni_plugins_want"]["host"] == "vm-002"
+    # no role asks for a ServiceAccount: not in site.yml's credentials group (k8s-rbac: one that does)
+    assert out["credentials"] == [] and "add_group" not in out
+    assert plan["node_local"]["node"]["after"] == ["node_local", "cni_plugins"]
 
 
 def test_a_templated_host_variable_and_an_earlier_plan_kept(cni_archive):
