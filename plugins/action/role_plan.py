@@ -176,7 +176,7 @@ class ActionModule(ActionBase):
                 self._play(roles, task_vars, args["nad_check"])
             else:
                 facts, warnings, result["credentials"] = self._host(roles, host, task_vars)
-                if result["credentials"]:  # site.yml's credentials play runs on this group only
+                if result["credentials"] and args["registry"] is not None:  # site.yml's credentials play
                     result["add_group"], result["parent_groups"] = CREDENTIALS_GROUP, []
                 facts[args["fact"]] = facts.pop("xcluster_multus_plan")
                 result["ansible_facts"] = facts

@@ -109,15 +109,16 @@ roles:
 credentials:
   description:
     - "With O(scope=host), the roles whose entry point C(credentials) has work on this host (their
-      C(<role>_serviceaccount) is true), in order. When there is one, the host also joins the
+      C(<role>_serviceaccount) is true), in order. When there is one and O(registry) is given (the
+      playbooks' preflight), the host also joins the
       group C(xcluster_multus_credentials) (as M(ansible.builtin.group_by) adds it, RV(add_group)),
       the hosts of site.yml's credentials play."
   returned: success and scope host
   type: list
   elements: str
 add_group:
-  description: C(xcluster_multus_credentials), when RV(credentials) is not empty.
-  returned: when RV(credentials) is not empty
+  description: C(xcluster_multus_credentials), when RV(credentials) is not empty and O(registry) given.
+  returned: when RV(credentials) is not empty and O(registry) is given
   type: str
 ansible_facts:
   description: With O(scope=host), O(fact) (the plan with each role's entry), and the roles' private facts.
