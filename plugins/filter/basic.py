@@ -2,8 +2,8 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.xcluster.multus.plugins.plugin_utils import basic as b
+from ansible_collections.xcluster.multus.plugins.plugin_utils.opfilter import op_filter
 
 DOCUMENTATION = r"""
 name: basic
@@ -137,19 +137,8 @@ _OPS = {
 }
 
 
-def _basic(data, op, **kw):
-    if op not in _OPS:
-        raise AnsibleFilterError(f"basic: unknown op {op!r}; expected one of {sorted(_OPS)}")
-    try:
-        return _OPS[op](data, kw)
-    except b.BasicError as exc:
-        raise AnsibleFilterError(f"basic {op}: {exc}") from exc
-    except KeyError as exc:
-        raise AnsibleFilterError(f"basic {op}: needs the argument {exc}") from exc
-
-
 class FilterModule:
     """The basic filter."""
 
     def filters(self):
-        return {"basic": _basic}
+        return {"basic": op_filter("basic", _OPS, b.BasicError)}

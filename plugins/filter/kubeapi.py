@@ -2,9 +2,9 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.xcluster.multus.plugins.plugin_utils import kubeapi as k
 from ansible_collections.xcluster.multus.plugins.plugin_utils import plan as planlib
+from ansible_collections.xcluster.multus.plugins.plugin_utils.opfilter import op_filter
 
 DOCUMENTATION = r"""
 name: kubeapi
@@ -91,52 +91,48 @@ _value:
 """
 
 
-def _kubeapi(data, op, **kw):
-    host = kw.pop("host", "this host")
-    try:
-        if op == "sa_check":
-            return k.check_settings(data, kw["settings"], host)
-        if op == "sa_error":
-            return k.error_text(data, host)
-        if op == "sa_remove":
-            return planlib.set_secrets(
-                data,
-                kw["role"],
-                [{"content": "", "dest": kw["settings"]["kubeconfig"], "mode": "0600"}],
-                host,
-            )
-        if op == "sa_command":
-            return k.serviceaccount_command(data, kw["settings"], kw.get("action", "apply"), host)
-        if op == "sa_plan":
-            info = k.parse(kw["stdout"], kw["component"], kw["settings"], host)
-            return k.with_serviceaccount(
-                data, kw["role"], info, kw["settings"]["kubeconfig"], kw["user"], host=host
-            )
-        if op == "sa_notes":
-            info = k.parse(data, kw["component"], kw["settings"], host)
-            life = f", valid {info['lifetime_hours']} h more" if info["lifetime_hours"] is not None else ""
-            s = kw["settings"]
-            return info["changes"] + [
-                f"token of serviceaccount {s['namespace']}/{s['name']}: {info['state']}{life}"
-            ]
-        if op == "manifests_command":
-            return k.manifests_command(
-                kw["action"],
-                data,
-                kubectl=kw.get("kubectl", "kubectl"),
-                kubeconfig=kw.get("kubeconfig", ""),
-                timeout=kw.get("timeout", 5),
-                host=host,
-            )
-    except (k.KubeApiError, planlib.PlanError) as exc:
-        raise AnsibleFilterError(f"kubeapi {op}: {exc}") from exc
-    except KeyError as exc:
-        raise AnsibleFilterError(f"kubeapi {op}: needs the argument {exc}") from exc
-    raise AnsibleFilterError(f"kubeapi: unknown op {op!r}")
+def _host(kw):
+    return kw.get("host", "this host")
+
+
+def _sa_notes(data, kw):
+    info = k.parse(data, kw["component"], kw["settings"], _host(kw))
+    life = f", valid {info['lifetime_hours']} h more" if info["lifetime_hours"] is not None else ""
+    s = kw["settings"]
+    return info["changes"] + [f"token of serviceaccount {s['namespace']}/{s['name']}: {info['state']}{life}"]
+
+
+def _sa_plan(data, kw):
+    info = k.parse(kw["stdout"], kw["component"], kw["settings"], _host(kw))
+    return k.with_serviceaccount(
+        data, kw["role"], info, kw["settings"]["kubeconfig"], kw["user"], host=_host(kw)
+    )
+
+
+_OPS = {
+    "sa_check": lambda d, kw: k.check_settings(d, kw["settings"], _host(kw)),
+    "sa_error": lambda d, kw: k.error_text(d, _host(kw)),
+    "sa_remove": lambda d, kw: planlib.set_secrets(
+        d, kw["role"], [{"content": "", "dest": kw["settings"]["kubeconfig"], "mode": "0600"}], _host(kw)
+    ),
+    "sa_command": lambda d, kw: k.serviceaccount_command(
+        d, kw["settings"], kw.get("action", "apply"), _host(kw)
+    ),
+    "sa_plan": _sa_plan,
+    "sa_notes": _sa_notes,
+    "manifests_command": lambda d, kw: k.manifests_command(
+        kw["action"],
+        d,
+        kubectl=kw.get("kubectl", "kubectl"),
+        kubeconfig=kw.get("kubeconfig", ""),
+        timeout=kw.get("timeout", 5),
+        host=_host(kw),
+    ),
+}
 
 
 class FilterModule:
     """The kubeapi filter."""
 
     def filters(self):
-        return {"kubeapi": _kubeapi}
+        return {"kubeapi": op_filter("kubeapi", _OPS, (k.KubeApiError, planlib.PlanError))}

@@ -2,8 +2,8 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.xcluster.multus.plugins.plugin_utils import plan as p
+from ansible_collections.xcluster.multus.plugins.plugin_utils.opfilter import op_filter
 
 DOCUMENTATION = r"""
 name: plan
@@ -115,55 +115,44 @@ _value:
 """
 
 
-def _plan(data, op, **kw):
-    host = kw.pop("host", "this host")
-    try:
-        if op == "roles":
-            return p.role_names(data)
-        if op == "host_roles":
-            return p.host_roles(data, kw.get("switches") or {}, host)
-        if op == "tagged":
-            return p.tagged(data, kw.get("run_tags"), kw.get("skip_tags"))
-        if op == "push":
-            return p.push_items(data, kw["roles"], kw.get("selected"), host)
-        if op == "pushed":
-            return p.pushed(data, kw.get("results"), kw["roles"], host)
-        if op == "note":
-            return p.note(data, kw["role"], kw.get("notes"), kw.get("report"), host)
-        if op == "summary":
-            return p.summary(
-                data,
-                host,
-                kw["registry"],
-                kw.get("switches") or {},
-                kw.get("selected") or {},
-                check_mode=bool(kw.get("check_mode")),
-            )
-        if op == "remove":
-            return p.remove_lists(data, kw["roles"], kw.get("keep_dirs") or (), host)
-        if op == "overlay":
-            return p.overlay_item(data, kw["roles"], kw["index"], bool(kw.get("base_only")), host)
-        if op == "secret":
-            return p.secret(data, kw.get("roles"))
-        if op == "nad_check":
-            return p.nad_check(
-                data,
-                kw["roles"],
-                kw["bin_dir"],
-                kw["manifest_dir"],
-                allow=kw.get("allow", False),
-                base_only=bool(kw.get("base_only")),
-                host=host,
-            )
-    except p.PlanError as exc:
-        raise AnsibleFilterError(f"plan {op}: {exc}") from exc
-    except KeyError as exc:
-        raise AnsibleFilterError(f"plan {op}: needs the argument {exc}") from exc
-    raise AnsibleFilterError(f"plan: unknown op {op!r}")
+def _host(kw):
+    return kw.get("host", "this host")
+
+
+_OPS = {
+    "roles": lambda d, kw: p.role_names(d),
+    "host_roles": lambda d, kw: p.host_roles(d, kw.get("switches") or {}, _host(kw)),
+    "tagged": lambda d, kw: p.tagged(d, kw.get("run_tags"), kw.get("skip_tags")),
+    "push": lambda d, kw: p.push_items(d, kw["roles"], kw.get("selected"), _host(kw)),
+    "pushed": lambda d, kw: p.pushed(d, kw.get("results"), kw["roles"], _host(kw)),
+    "note": lambda d, kw: p.note(d, kw["role"], kw.get("notes"), kw.get("report"), _host(kw)),
+    "summary": lambda d, kw: p.summary(
+        d,
+        _host(kw),
+        kw["registry"],
+        kw.get("switches") or {},
+        kw.get("selected") or {},
+        check_mode=bool(kw.get("check_mode")),
+    ),
+    "remove": lambda d, kw: p.remove_lists(d, kw["roles"], kw.get("keep_dirs") or (), _host(kw)),
+    "overlay": lambda d, kw: p.overlay_item(
+        d, kw["roles"], kw["index"], bool(kw.get("base_only")), _host(kw)
+    ),
+    "secret": lambda d, kw: p.secret(d, kw.get("roles")),
+    "nad_check": lambda d, kw: p.nad_check(
+        d,
+        kw["roles"],
+        kw["bin_dir"],
+        kw["manifest_dir"],
+        allow=kw.get("allow", False),
+        base_only=bool(kw.get("base_only")),
+        host=_host(kw),
+    ),
+}
 
 
 class FilterModule:
     """The plan filter."""
 
     def filters(self):
-        return {"plan": _plan}
+        return {"plan": op_filter("plan", _OPS, p.PlanError)}
