@@ -39,7 +39,7 @@ class ActionModule(PushFiles):
         try:
             items = plan.push_items(contract, roles, selected, host)
             token = "::xcm-node-" + secrets.token_hex(8)
-            cmd = nodestep.read_command(contract, roles, selected, token)
+            cmd = nodestep.read_command(contract, roles, selected, token, host)
             outputs = {}
             if cmd:  # read-only: also in check mode
                 res = self._low_level_execute_command(cmd)
@@ -56,8 +56,10 @@ class ActionModule(PushFiles):
                     raw["state_dir"] = args["state_dir"]
                 self._push(host, raw, result)
             updated = plan.pushed(contract, result if "changed_files" in result else [], roles, host)
-            work = nodestep.to_configure(updated, roles, outputs, selected, self._task.check_mode)
-            reports, says = nodestep.untouched(updated, roles, outputs, [r for r, _why in work])
+            work = nodestep.to_configure(
+                updated, roles, outputs, selected, check_mode=self._task.check_mode, host=host
+            )
+            reports, says = nodestep.untouched(roles, outputs, [r for r, _why in work])
             for role, report in reports.items():
                 updated = plan.note(updated, role, report=report, host=host)
         except (plan.PlanError, nodestep.NodeStepError) as e:

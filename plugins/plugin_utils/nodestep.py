@@ -66,15 +66,18 @@ def _node(entry, role, host):
     return node
 
 
-def read_command(plan, roles, selected, token):
+def _selected(selected, role):
+    """The role's configure is selected (--tags); None: everything is."""
+    return selected is None or selected.get(f"{role}_configure", True)
+
+
+def read_command(plan, roles, selected, token, host="this host"):
     """One shell command for every precheck and probe of these roles (those whose configure is
     selected), each output after a line ``<token> <role> <precheck|probe>``; None when there is
     nothing to read. Each part runs in a subshell: one part's failure does not stop the rest."""
     parts = []
     for role in roles:
-        if selected is not None and not selected.get(f"{role}_configure", True):
-            continue
-        node = _node(plan.get(role), role, "this host")
+        node = _node(plan.get(role), role, host) if _selected(selected, role) else None
         if not node:
             continue
         for kind in ("precheck", "probe"):
@@ -110,17 +113,16 @@ def prechecks(host, plan, roles, outputs):
             CHECKS[pre["check"]](host, outputs[(role, "precheck")], **(pre.get("args") or {}))
 
 
-def to_configure(plan, roles, outputs, selected=None, check_mode=False):
+def to_configure(plan, roles, outputs, selected=None, *, check_mode=False, host="this host"):
     """[(role, why)] of the roles whose configure has work on this host, in order: no node entry
     (always, as before), ``always``, a file of a role in ``after`` changed (``changed`` of that
     role, set by plan.pushed), or the probe said NEEDED. Roles whose configure is not selected
     are left out. In check mode a change the push would make counts as changed."""
     out = []
     for role in roles:
-        if selected is not None and not selected.get(f"{role}_configure", True):
+        if not _selected(selected, role):
             continue
-        entry = plan.get(role) or {}
-        node = _node(entry, role, "this host")
+        node = _node(plan.get(role), role, host)
         if node is None:
             out.append((role, "no node entry"))
             continue
@@ -137,7 +139,7 @@ def to_configure(plan, roles, outputs, selected=None, check_mode=False):
     return out
 
 
-def untouched(plan, roles, outputs, configured):
+def untouched(roles, outputs, configured):
     """({role: report}, [what to say]) from the probes of the roles whose configure does not
     run (not in configured): their XCM-REPORT and XCM-SAY lines."""
     reports, says = {}, []

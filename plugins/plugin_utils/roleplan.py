@@ -341,6 +341,11 @@ def node_local_render(host, v, found):
     }
     facts = {
         "_node_local_index": index,
+        # tasks/configure.yml's check (the same as the probe's)
+        "_node_local_check": {
+            m: node_local_check(f"{bin_dir}/{script}", m, host, v["node_local_bin_dir"])
+            for m in ("apply", "check")
+        },
         "_node_local_templates": templates,
         "_node_local_files": files,
         "_node_local_dirs": dirs,
@@ -937,14 +942,34 @@ def multus_service_render(host, v, found):
 # nodestep.NEEDED when the role's configure has work although none of its files changed.
 
 
-def node_local_probe(script):
-    """The script answers CNI_COMMAND=VERSION (jq on the node, the script there)."""
+def node_local_check(script, mode, host="", bin_dir=""):
+    """The one check that the node-local script runs on the node: jq there, the script answers
+    CNI_COMMAND=VERSION (host-local beside it). Prints what it answered; when it does not answer,
+    ``apply`` (the role's configure) fails naming the host and what it needs, ``check`` (check
+    mode) only reports, ``probe`` (site.yml's read before the push) prints nodestep.NEEDED."""
     q = shlex.quote(script)
+    otherwise = {
+        "apply": "echo "
+        + shlex.quote(
+            f"{host}: node-local cannot run: it needs jq on the node and host-local in {bin_dir}"
+            " (role xcluster.multus.cni_plugins); it answered the above"
+        )
+        + "; exit 1",
+        "check": ":",
+        "probe": f"echo '{nodestep.NEEDED} node-local does not answer'",
+    }[mode]
     return (
-        f'if command -v jq >/dev/null 2>&1 && [ -x {q} ] && echo \'{{"cniVersion":"0.4.0"}}\' | '
-        f"CNI_COMMAND=VERSION {q} 2>/dev/null | grep -q supportedVersions; then echo 'node-local answers'; "
-        f"else echo '{nodestep.NEEDED} node-local does not answer'; fi"
+        "out=$(command -v jq >/dev/null 2>&1 || echo 'node-local: jq not found on the node'; "
+        f'if [ -x {q} ]; then echo \'{{"cniVersion":"0.4.0"}}\' | CNI_COMMAND=VERSION {q} 2>&1; '
+        "else echo 'node-local: not installed yet'; fi); "
+        "printf '%s\\n' \"$out\"; "
+        f"case $out in '{{'*'\"supportedVersions\"'*) ;; *) {otherwise} ;; esac"
     )
+
+
+def node_local_probe(script):
+    """site.yml's probe: node_local_check's probe."""
+    return node_local_check(script, "probe")
 
 
 def multus_probe(activate, would):

@@ -264,7 +264,7 @@ def test_the_control_planes_manifests_probe_with_a_stand_in_kubectl(tmp_path, ku
     plan = {"multus": {"node": {"probe": probe, "after": ["multus"]}}}
     out = ns.parse(_sh(f"PATH={bin_}; " + ns.read_command(plan, ["multus"], None, TOKEN)), TOKEN)
     work = ns.to_configure(plan, ["multus"], out)
-    reports, says = ns.untouched(plan, ["multus"], out, [r for r, _ in work])
+    reports, says = ns.untouched(["multus"], out, [r for r, _ in work])
     if needed:
         assert work == [("multus", "the node needs it: XCM-NEEDED an API server answers")]
         assert reports == {} and says == []
