@@ -35,8 +35,11 @@ class ActionModule(ActionBase):
         host = task_vars.get("inventory_hostname", self._play_context.remote_addr)
         return self._push(host, self._task.args, result)
 
-    def _push(self, host, raw, result):
-        """The push of raw (push_files' arguments) into result; also role_install's push."""
+    def _push(self, host, raw, result, before=None):
+        """The push of raw (push_files' arguments) into result; also role_install's push.
+        before: (cmd, check), another read-only command for the same round trip as the node's
+        state read (role_install's prechecks and probes); check(its output) runs before
+        anything is planned or uploaded, and may raise."""
         try:  # the arguments are those of plugins/modules/push_files.py's DOCUMENTATION
             args = argspec.validate(host, "push_files", raw)
         except argspec.ArgSpecError as e:
@@ -64,6 +67,8 @@ class ActionModule(ActionBase):
         except push.PushError as e:
             raise AnsibleActionFail(str(e)) from None
         if not files and not dirs:
+            if before:
+                before[1](self._run_cmd(before[0], False, host, "read", ok_mark=False))
             result.update(push.report(push.Plan()))
             return result
 
@@ -71,7 +76,22 @@ class ActionModule(ActionBase):
         globs = push.leftover_globs(files, dirs, upload_dir, user)
         trips = 1
         censor = any(f.secret for f in files)
-        out = self._run_cmd(push.state_command(files, dirs, globs, state_dir), censor, host, "read")
+        state_cmd = push.state_command(files, dirs, globs, state_dir)
+        if before:  # one round trip for both reads when the command stays short enough
+            mark = "::xcm-state-" + secrets.token_hex(8)
+            both = push.read_first(before[0], state_cmd, mark)
+            if both is None:
+                before[1](self._run_cmd(before[0], False, host, "read", ok_mark=False))
+                out = self._run_cmd(state_cmd, censor, host, "read")
+                trips += 1
+            else:
+                try:
+                    first, out = push.split_first(host, self._run_cmd(both, censor, host, "read"), mark)
+                except push.PushError as e:
+                    raise AnsibleActionFail(str(e)) from None
+                before[1](first)
+        else:
+            out = self._run_cmd(state_cmd, censor, host, "read")
         try:
             state, leftovers = push.parse_state(host, out, files, dirs)
             plan = push.plan(host, files, dirs, state, leftovers, records=bool(state_dir))
@@ -114,17 +134,23 @@ class ActionModule(ActionBase):
                     base = private + "/u"
                 if len(plan.transfer) > 1 and batch:
                     transport = "tar"
-                    local, sent = push.shared_tar(
-                        C.DEFAULT_LOCAL_TMP,
-                        plan.transfer,
-                        compress=compress,
-                        extra=push.record_members(plan, state_dir),
-                    )
-                    uploads.append((base + ".tar", None))
-                    self._put(
-                        local, base + ".tar", host, size=sent, uploaded=uploads + extra, upload_dir=upload_dir
-                    )
-                    trips += 1
+                    parts = push.tar_parts(plan.transfer)  # the binaries apart: one tar for every host
+                    for k, part in enumerate(parts):
+                        last = k == len(parts) - 1
+                        local, size = push.shared_tar(
+                            C.DEFAULT_LOCAL_TMP,
+                            [plan.transfer[i] for i in part],
+                            compress=compress,
+                            extra=push.record_members(plan, state_dir) if last else (),
+                            indexes=part,
+                        )
+                        remote = f"{base}.{k}.tar"
+                        uploads.append((remote, part))
+                        self._put(
+                            local, remote, host, size=size, uploaded=uploads + extra, upload_dir=upload_dir
+                        )
+                        sent += size
+                        trips += 1
                 elif plan.transfer:
                     transport = "files"
                     for i, f in enumerate(plan.transfer):
@@ -174,14 +200,10 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _sha_dir():
-        """Where the sha256 of source files is kept across runs (push.sha256_file): a rerun does
-        not read 125 MiB of binaries again; Ansible's per-run temp when the cache is not writable."""
-        path = os.path.join(artifacts.cache_root(), "sha256")
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError:
-            return C.DEFAULT_LOCAL_TMP
-        return path
+        """Where the sha256 of source files is kept across runs (artifacts.sha256_file): a rerun
+        does not read 125 MiB of binaries again; Ansible's per-run temp when the cache is not
+        writable."""
+        return artifacts.sha256_dir() or C.DEFAULT_LOCAL_TMP
 
     def _find_source(self, src):
         try:
@@ -210,8 +232,9 @@ class ActionModule(ActionBase):
             push.upload_failure(host, remote, error, size, cleaned=cleaned, free=free, after=after)
         )
 
-    def _run_cmd(self, cmd, censor, host, what, sudoable=True):
-        """One round trip. censor: hide the node's answer even at -vvv (secret checksums)."""
+    def _run_cmd(self, cmd, censor, host, what, *, sudoable=True, ok_mark=True):
+        """One round trip. censor: hide the node's answer even at -vvv (secret checksums).
+        ok_mark: the command ends by printing push.OK_MARK (every command of push.py does)."""
         # the ssh connection logs (rc, stdout, stderr) at -vvv unless its play context says no_log
         pc = getattr(self._connection, "_play_context", None) or self._play_context
         saved = pc.no_log
@@ -221,7 +244,7 @@ class ActionModule(ActionBase):
         finally:
             pc.no_log = saved
         out = res.get("stdout", "")
-        if res.get("rc") != 0 or push.OK_MARK not in out:
+        if res.get("rc") != 0 or (ok_mark and push.OK_MARK not in out):
             detail = res.get("stderr", "") + ("(stdout hidden: secret items)" if censor else out)
             detail = detail[-2000:]
             rc = res.get("rc")

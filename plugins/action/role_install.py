@@ -15,7 +15,9 @@ import secrets
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.xcluster.multus.plugins.action.push_files import ActionModule as PushFiles
-from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, nodestep, plan
+from ansible_collections.xcluster.multus.plugins.plugin_utils import argspec, nodestep, plan, preload
+
+preload.warm()  # in the main process, before the workers fork (plugin_utils/preload.py)
 
 
 class ActionModule(PushFiles):
@@ -41,20 +43,19 @@ class ActionModule(PushFiles):
             token = "::xcm-node-" + secrets.token_hex(8)
             cmd = nodestep.read_command(contract, roles, selected, token, host)
             outputs = {}
-            if cmd:  # read-only: also in check mode
-                res = self._low_level_execute_command(cmd)
-                if res.get("rc") != 0:
-                    raise AnsibleActionFail(
-                        f"{host}: the read before the push failed on the node (rc={res.get('rc')}): "
-                        f"{(res.get('stderr', '') + res.get('stdout', ''))[-2000:]}"
-                    )
-                outputs = nodestep.parse(res.get("stdout", ""), token)
+
+            def check(out):  # the node's answers: a failed precheck stops the host before the push
+                outputs.update(nodestep.parse(out, token))
                 nodestep.prechecks(host, contract, roles, outputs)
+
             if items["files"] or items["directories"]:
                 raw = {"files": items["files"], "directories": items["directories"]}
                 if args["state_dir"] is not None:
                     raw["state_dir"] = args["state_dir"]
-                self._push(host, raw, result)
+                # the read (read-only: also in check mode) in the push's own first round trip
+                self._push(host, raw, result, before=(cmd, check) if cmd else None)
+            elif cmd:
+                check(self._run_cmd(cmd, False, host, "read", ok_mark=False))
             updated = plan.pushed(contract, result if "changed_files" in result else [], roles, host)
             work = nodestep.to_configure(
                 updated, roles, outputs, selected, check_mode=self._task.check_mode, host=host

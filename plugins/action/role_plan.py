@@ -22,11 +22,13 @@ from ansible_collections.xcluster.multus.plugins.plugin_utils import (
     artifacts,
     fastyaml,
     plan,
+    preload,
     roleplan,
 )
 
 CREDENTIALS_GROUP = "xcluster_multus_credentials"
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+preload.warm()  # in the main process, before the workers fork (plugin_utils/preload.py)
 
 
 class ActionModule(ActionBase):
@@ -64,6 +66,14 @@ class ActionModule(ActionBase):
                 roleplan.role_spec(specs, role),
             )
         return memo[role]
+
+    def _switches(self, names, task_vars):
+        """{role: the host's xcluster_multus_<role>, templated (default auto)}."""
+        out = {}
+        for name in names:
+            var = f"xcluster_multus_{name}"
+            out[name] = self._templar.template(task_vars[var]) if var in task_vars else "auto"
+        return out
 
     def _host(self, roles, host, task_vars):
         plan = dict(task_vars.get("xcluster_multus_plan") or {})
@@ -160,11 +170,23 @@ class ActionModule(ActionBase):
         except argspec.ArgSpecError as e:
             raise AnsibleActionFail(str(e)) from None
         if args["registry"] is not None:  # the roles this host gets: the switches xcluster_multus_<role>
+            registry = args["registry"]
             try:
-                result["host_roles"] = plan.host_roles(args["registry"], args["switches"] or {}, host)
+                switches = args["switches"]
+                if switches is None:  # as the host's variables give them (default auto)
+                    switches = self._switches(plan.role_names(registry), task_vars)
+                result["host_roles"] = plan.host_roles(registry, switches, host)
             except plan.PlanError as e:
                 raise AnsibleActionFail(to_text(e)) from None
             roles = list(result["host_roles"])
+            # what the playbooks read after the preflight, computed here once per host
+            result["switches"] = switches
+            result["tagged"] = plan.tagged(
+                roles, task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags")
+            )
+            result["registry"] = [
+                {k: r[k] for k in ("name", "not_installed", "credentials") if k in r} for r in registry
+            ]
         else:
             roles = list(dict.fromkeys(args["roles"]))
         if args["unknown"] == "skip":

@@ -18,7 +18,11 @@ description:
   - "Round trips per host: one command reads every destination (kind, sha256, mode, owner)
     and lists leftovers of interrupted runs. If nothing differs, that is all. Otherwise the
     files that differ are uploaded (several files: one tar, one C(put_file); one file: the
-    file itself) into O(upload_dir), and one more command finalizes."
+    file itself) into O(upload_dir), and one more command finalizes. When files from the
+    controller (O(files[].src), binaries the same on every host) of at least 1 MiB go together
+    with rendered O(files[].content) (configs that differ per host), they are two tars, two
+    C(put_file): the controller's files in one, packed once for every host of the run, the
+    content in the other."
   - "Records, so that a rerun does not hash what it installed: after installing, the node
     keeps a record per file in O(state_dir): its sha256 and what C(stat) showed right after
     the install (size, inode, device, mtime and ctime with nanoseconds, path). The read step
@@ -145,7 +149,7 @@ options:
     default: /tmp
   batch:
     description:
-      - When several files differ, send them as one tar (one C(put_file)). V(false) sends
+      - When several files differ, send them as one tar (one C(put_file); two, see above). V(false) sends
         each file with its own C(put_file) (slower; kept for comparison and for nodes whose
         C(tar) is broken).
     type: bool
@@ -268,7 +272,7 @@ hashed:
   type: list
   elements: str
 bytes_transferred:
-  description: Bytes uploaded (the tar's size, or the sum of the single files). 0 in check mode.
+  description: Bytes uploaded (the tars' sizes, or the sum of the single files). 0 in check mode.
   returned: always
   type: int
   sample: 0
@@ -278,7 +282,7 @@ round_trips:
   type: int
   sample: 1
 transport:
-  description: V(tar) (one tar for several files), V(files) (one put per file) or null (nothing uploaded).
+  description: V(tar) (tars for several files), V(files) (one put per file) or null (nothing uploaded).
   returned: always
   type: str
 """

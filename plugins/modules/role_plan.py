@@ -45,6 +45,7 @@ options:
   switches:
     description:
       - With O(registry), each role's switch C(xcluster_multus_<role>) (auto, true, yes, false, no).
+      - Default, the host's own variables C(xcluster_multus_<role>) (auto when not set).
     type: dict
   fact:
     description:
@@ -101,6 +102,21 @@ host_roles:
   returned: success and registry given
   type: list
   elements: str
+switches:
+  description: With O(registry), each role's switch as read (O(switches) or the host's variables).
+  returned: success and registry given
+  type: dict
+tagged:
+  description:
+    - "With O(registry), C({<role>_install: bool, <role>_configure: bool}) for RV(host_roles): whether
+      C(--tags) / C(--skip-tags) select the step (an untagged run selects every step)."
+  returned: success and registry given
+  type: dict
+registry:
+  description: With O(registry), its items with only C(name), C(not_installed), C(credentials) (templated).
+  returned: success and registry given
+  type: list
+  elements: dict
 roles:
   description: The roles planned (or checked), in order.
   returned: success

@@ -283,12 +283,63 @@ def cache_root(env=None):
     return os.path.join(base, "xcluster-multus")
 
 
-def sha256_file(path):
+def _sha256_of(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _read_cached(entry):
+    try:
+        with open(entry) as f:
+            cached = f.read()
+    except OSError:
+        return None
+    return cached if len(cached) == 64 else None
+
+
+def sha256_file(path, cache_dir=None):
+    """sha256 of a controller file. With cache_dir (shared by the forks that serve every host,
+    and by later runs: sha256_dir()), each file is read
+    once, not once per host and run: the entry is keyed by the file's identity (device, inode,
+    size, mtime and ctime with nanoseconds: any write to the file or change of its inode moves
+    its ctime, as for the node's records), and while one fork computes it the others wait for
+    it instead of reading the file too."""
+    if not cache_dir:
+        return _sha256_of(path)
+    st = os.stat(path)
+    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
+    cached = _read_cached(entry)
+    if cached:
+        return cached
+    with locked(entry + ".lock"):  # the forks that serve the hosts take turns
+        cached = _read_cached(entry)
+        if cached:
+            return cached
+        digest = _sha256_of(path)
+        _atomic_write(entry, digest.encode())
+    return digest
+
+
+def _atomic_write(path, data):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def sha256_dir(cache=None):
+    """Where the sha256 of controller files is kept across runs (sha256_file): <cache>/sha256;
+    None when it cannot be created (then each file is read every time)."""
+    path = os.path.join(cache or cache_root(), "sha256")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path
 
 
 def search_paths(name, home, archive_env, dirs, cache):
@@ -528,7 +579,7 @@ def resolve(
                 downloaded = True
         found = searched[-1]
     label, path = found
-    actual = sha256_file(path)
+    actual = sha256_file(path, sha256_dir(cache))
     if expected is None:
         warnings.append(f"{path}: no sha256 is pinned for {archive} and none was given; using it as it is")
     elif actual != expected:

@@ -59,8 +59,10 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import locked
-from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import sha256_file as _sha256_of
+from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import (  # noqa: F401 (sha256_file: push's API)
+    locked,
+    sha256_file,
+)
 
 TMP_PREFIX = ".xcm-tmp."  # temporary directories (and clock markers) beside destinations
 UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
@@ -205,46 +207,6 @@ def _check_state(host, where, value):
     if value in ("present", "absent"):
         return value
     raise _err(host, where, value, "is not a state; expected 'present' or 'absent'")
-
-
-def _read_cached(entry):
-    try:
-        with open(entry) as f:
-            cached = f.read()
-    except OSError:
-        return None
-    return cached if len(cached) == 64 else None
-
-
-def sha256_file(path, cache_dir=None):
-    """sha256 of a controller file. With cache_dir (shared by the forks that serve every host,
-    and by later runs: push_files gives ~/.cache/xcluster-multus/sha256), each file is read
-    once, not once per host and run: the entry is keyed by the file's identity (device, inode,
-    size, mtime and ctime with nanoseconds: any write to the file or change of its inode moves
-    its ctime, as for the node's records), and while one fork computes it the others wait for
-    it instead of reading the file too."""
-    if not cache_dir:
-        return _sha256_of(path)
-    st = os.stat(path)
-    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-    entry = os.path.join(cache_dir, "xcm-sha-" + hashlib.sha256(ident.encode()).hexdigest()[:32])
-    cached = _read_cached(entry)
-    if cached:
-        return cached
-    with locked(entry + ".lock"):  # the forks that serve the hosts take turns
-        cached = _read_cached(entry)
-        if cached:
-            return cached
-        digest = _sha256_of(path)
-        _atomic_write(entry, digest.encode())
-    return digest
-
-
-def _atomic_write(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _source_files(host, where, src):
@@ -398,6 +360,26 @@ def leftover_globs(files, dirs, upload_dir, login_user):
 def record_path(state_dir, dest):
     """Where the node keeps dest's record: state_dir mirrors the destinations' tree."""
     return state_dir.rstrip("/") + dest
+
+
+COMMAND_LIMIT = 8000  # bytes; a node's ssh server limits a command's length (dropbear: 9000)
+
+
+def read_first(first, state_cmd, mark):
+    """ONE command for two reads of the same round trip: ``first`` (another read-only command,
+    role_install's prechecks and probes), a line ``mark``, then state_command's. None when
+    together they pass COMMAND_LIMIT (then each is its own round trip)."""
+    cmd = f"{{ {first}\n}}; echo; echo {q(mark)}\n{state_cmd}"  # mark on a line of its own
+    return cmd if len(cmd.encode()) <= COMMAND_LIMIT else None
+
+
+def split_first(host, out, mark):
+    """read_first's output -> (the first command's output, the state read's output). A node's
+    ssh server with a tty ends lines with \\r\\n."""
+    parts = re.split(r"\r?\n" + re.escape(mark) + r"\r?\n", out or "", maxsplit=1)
+    if len(parts) != 2:
+        raise PushError(f"{host}: the node's answer to the read has no line {mark!r}; expected one")
+    return parts[0] + "\n", parts[1]
 
 
 def state_command(files, dirs, globs, state_dir=None):
@@ -568,31 +550,50 @@ def member_name(index):
     return f"m{index}"
 
 
-def shared_tar(cache_dir, items, compress=False, extra=()):
+SPLIT_MIN = 1 << 20  # bytes of controller files from which a push packs them in a tar of their own
+
+
+def tar_parts(transfer):
+    """How one push packs its transfer: a tuple of member indexes per tar, in upload order.
+    The files from the controller (binaries, the same on every host) go in a tar of their own
+    when they are at least SPLIT_MIN bytes and content rendered per host (configs, an index)
+    is sent too: that tar is the same for every host of the run and packed once (shared_tar);
+    the rendered content and the records ride in a small second tar. Otherwise one tar."""
+    files = tuple(i for i, f in enumerate(transfer) if f.content is None)
+    rest = tuple(i for i, f in enumerate(transfer) if f.content is not None)
+    if rest and files and sum(transfer[i].size for i in files) >= SPLIT_MIN:
+        return [files, rest]
+    return [tuple(range(len(transfer)))]
+
+
+def shared_tar(cache_dir, items, compress=False, extra=(), indexes=None):
     """The tar of these items, built once per run and shared by every host that needs the
     same files (named by their checksums): with many nodes, the controller packs it once.
-    extra: more (member name, bytes) (record_members). Returns (path, size). Ansible removes
-    its local temp dir at the end of the run."""
-    key = "|".join(f"{f.sha256}:{f.size}" for f in items) + f"|gz={compress}"
+    extra: more (member name, bytes) (record_members); indexes: the member index of each item
+    (default 0, 1, ...). Returns (path, size). Ansible removes its local temp dir at the end of
+    the run."""
+    indexes = list(range(len(items))) if indexes is None else list(indexes)
+    key = "|".join(f"{i}={f.sha256}:{f.size}" for i, f in zip(indexes, items)) + f"|gz={compress}"
     key += "".join(f"|{name}:{hashlib.sha256(data).hexdigest()}" for name, data in extra)
     path = os.path.join(cache_dir, f"xcm-push-{hashlib.sha256(key.encode()).hexdigest()[:32]}.tar")
     if not os.path.exists(path):
         with locked(path + ".lock"):  # one fork packs it, the others wait for it
             if not os.path.exists(path):
                 tmp = f"{path}.{os.getpid()}.tmp"
-                write_tar(tmp, items, compress, extra)
+                write_tar(tmp, items, compress, extra, indexes)
                 os.replace(tmp, path)
     return path, os.path.getsize(path)
 
 
-def write_tar(path, items, compress=False, extra=()):
-    """Pack the items to transfer as members m0, m1, ... and the extra (name, bytes) members
-    (mode 0600, owner root)."""
+def write_tar(path, items, compress=False, extra=(), indexes=None):
+    """Pack the items to transfer as members m<index> (indexes: default 0, 1, ...) and the extra
+    (name, bytes) members (mode 0600, owner root)."""
+    indexes = list(range(len(items))) if indexes is None else list(indexes)
     kwargs = {"compresslevel": 1} if compress else {}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sftp/scp keep this mode
     mode = "w:gz" if compress else "w"
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode=mode, **kwargs) as tar:
-        for i, f in enumerate(items):
+        for i, f in zip(indexes, items):
             info = tarfile.TarInfo(member_name(i))
             info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"
             info.size, info.mtime = f.size, int(time.time())
@@ -721,8 +722,9 @@ def finalize_command(
 ):
     """ONE sh command that applies the plan.
 
-    uploads: for a tar: [(remote tar path, None)] and p.transfer in member order; for single
-    files: [(remote path, index)] one per transferred file. Each destination directory gets its
+    uploads: for tars: [(remote tar path, member indexes)] one per tar (tar_parts; None: every
+    member), the records in the last; for single files: [(remote path, index)] one per
+    transferred file. Each destination directory gets its
     own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
     staged and given their mode/owner there, then renamed into place with mv -f.
     extra_cleanup: more paths the EXIT trap removes (the private upload directory).
@@ -747,21 +749,24 @@ def finalize_command(
         lines.append("mkdir -p " + " ".join(q(x) for x in mk + parents))
     lines += _set_attrs([(d, q(d.path)) for d in p.mkdirs + p.dir_attrs])
     lines.append("umask 077")
-    tar_path = uploads[0][0] if uploads and uploads[0][1] is None else None
-    single = {idx: u for u, idx in uploads if idx is not None}
-    members = dict(record_members(p, state_dir)) if tar_path and records_in_tar else {}
+    tars = [(u, None if m is None else set(m)) for u, m in uploads if not isinstance(m, int)]
+    single = {idx: u for u, idx in uploads if isinstance(idx, int)}
+    members = dict(record_members(p, state_dir)) if tars and records_in_tar else {}
     moves, uploaded = [], {}
     for n, (d, items) in enumerate(_by_dir(p.transfer).items()):
         idxs = [i for i, _f in items]
         var = f"t{n}"
         lines.append(f'{var}=$(mktemp -d {q(d.rstrip("/") + "/" + TMP_PREFIX + "XXXXXX")}); XT="$XT ${var}"')
         lines.append(f'cd "${var}"')
-        if tar_path:
+        if tars:
             z = "z" if tar_compressed else ""
-            rec = [f"r{n}"] if f"r{n}" in members else []
-            lines.append(f"tar -x{z}mo -f {q(tar_path)} {' '.join([member_name(i) for i in idxs] + rec)}")
-            if rec:
-                uploaded[d] = f'"${var}/r{n}"'
+            for k, (tar_path, inside) in enumerate(tars):
+                names = [member_name(i) for i in idxs if inside is None or i in inside]
+                rec = [f"r{n}"] if f"r{n}" in members and k == len(tars) - 1 else []
+                if names or rec:
+                    lines.append(f"tar -x{z}mo -f {q(tar_path)} {' '.join(names + rec)}")
+                if rec:
+                    uploaded[d] = f'"${var}/r{n}"'
         else:
             # cat, not mv: the new file belongs to whoever runs this (root with become),
             # never to the login user who uploaded it.

@@ -152,6 +152,7 @@ def test_local_lifecycle(tmp_path, srcdir):
     other_mtime = os.stat(node / "bin" / "other").st_mtime_ns
     res = r.play(args)["localhost"]
     # 4 round trips: read, private upload directory (a secret is among the files), put, finalize
+    # (the controller's files are 1 MB, under push.SPLIT_MIN: one tar with the rendered content)
     assert res["changed"] and res["transport"] == "tar" and res["round_trips"] == 4
     assert res["bytes_transferred"] > 1_000_000 and len(res["transferred"]) == 7
     t = tree(node)

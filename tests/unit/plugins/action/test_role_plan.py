@@ -121,3 +121,36 @@ def test_registry_and_switches_give_the_host_roles_and_the_fact_name():
         action(dict(args, switches={"sixth": "maybe"})).run(task_vars=host_vars("vm-001"))
     with pytest.raises(AnsibleActionFail, match=r"mutually exclusive: roles\|registry"):
         action(dict(args, roles=["node_local"])).run(task_vars=host_vars("vm-001"))
+
+
+def test_switches_from_the_host_variables_and_what_the_playbooks_read():
+    """Without switches, each xcluster_multus_<role> is the host's own variable (templated,
+    default auto); the result carries what the playbooks read after the preflight: the switches,
+    the tags selected for the host's roles, the registry's names and summary lines."""
+    registry = [
+        {"name": "node_local", "credentials": True},
+        {"name": "sixth", "auto": "False", "not_installed": "not installed: no source"},
+        {"name": "seventh", "auto": "True"},
+    ]
+    args = {"registry": registry, "unknown": "skip", "fact": "_xcm_plan"}
+    tv = host_vars(
+        "vm-001",
+        xcluster_multus_sixth=trust_as_template("{{ 'tr' ~ 'ue' }}"),
+        xcluster_multus_seventh="false",
+        ansible_run_tags=["all"],
+        ansible_skip_tags=["node_local_configure"],
+    )
+    out = action(args).run(task_vars=tv)
+    assert out["switches"] == {"node_local": "auto", "sixth": "true", "seventh": "false"}
+    assert out["host_roles"] == ["node_local", "sixth"]
+    assert out["tagged"] == {
+        "node_local_install": True,
+        "node_local_configure": False,
+        "sixth_install": True,
+        "sixth_configure": True,
+    }
+    assert out["registry"] == [
+        {"name": "node_local", "credentials": True},
+        {"name": "sixth", "not_installed": "not installed: no source"},
+        {"name": "seventh"},
+    ]

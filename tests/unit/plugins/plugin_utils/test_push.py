@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from ansible_collections.xcluster.multus.plugins.plugin_utils import push
+from ansible_collections.xcluster.multus.plugins.plugin_utils import artifacts, push
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -427,9 +427,12 @@ def _apply(tmp_path, files, dirs, batch=True, *, compress=False, break_upload=Fa
         return p, None
     uploads = []
     if len(p.transfer) > 1 and batch:
-        path = str(up / ".xcm-up.root.t.tar")
-        push.write_tar(path, p.transfer, compress=compress, extra=push.record_members(p, state_dir))
-        uploads.append((path, None))
+        parts = push.tar_parts(p.transfer)
+        for k, part in enumerate(parts):  # as push_files packs them (the records in the last)
+            path = str(up / f".xcm-up.root.t.{k}.tar")
+            extra = push.record_members(p, state_dir) if k == len(parts) - 1 else ()
+            push.write_tar(path, [p.transfer[i] for i in part], compress=compress, extra=extra, indexes=part)
+            uploads.append((path, part))
     else:
         for i, f in enumerate(p.transfer):
             path = str(up / f".xcm-up.root.t.{i}")
@@ -715,6 +718,67 @@ def test_removing_files_drops_their_records_and_the_empty_record_dir(tmp_path):
     assert not rec.exists() and rec.parent.exists()
 
 
+@needs_busybox
+@pytest.mark.parametrize("compress", [False, True])
+def test_controller_files_ride_in_a_tar_of_their_own(tmp_path, monkeypatch, compress):
+    """Binaries (files from the controller, the same on every host) and rendered content (per
+    host) go in two tars once the binaries reach SPLIT_MIN: the binaries' tar is the same for
+    every host (packed once per run); the records ride in the second. One finalize unpacks both."""
+    monkeypatch.setattr(push, "SPLIT_MIN", 1000)
+    t, src = tmp_path / "node", tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(3000))
+    (src / "small").write_bytes(b"tiny")
+    files, dirs = push.normalize(
+        H,
+        [
+            {"src": str(src / "big"), "dest": f"{t}/bin/big", "mode": "0755"},
+            {"content": "cfg", "dest": f"{t}/bin/cfg"},
+            {"src": str(src / "small"), "dest": f"{t}/etc/small"},
+            {"content": "index 7", "dest": f"{t}/etc/index"},
+        ],
+    )
+    assert push.tar_parts(files) == [(0, 2), (1, 3)]
+    assert push.tar_parts(files[:1] + files[2:3]) == [(0, 1)]  # nothing rendered: one tar
+    monkeypatch.setattr(push, "SPLIT_MIN", 10_000)
+    assert push.tar_parts(files) == [(0, 1, 2, 3)]  # binaries too small to be worth a tar
+    monkeypatch.setattr(push, "SPLIT_MIN", 1000)
+    rec = tmp_path / "records"
+    p, r = _apply(tmp_path, files, dirs, compress=compress, state_dir=str(rec))
+    assert r.returncode == 0 and push.OK_MARK in r.stdout, r.stderr
+    assert (t / "bin" / "big").read_bytes() == (src / "big").read_bytes()
+    assert (t / "bin" / "cfg").read_bytes() == b"cfg" and (t / "etc" / "index").read_bytes() == b"index 7"
+    assert (t / "etc" / "small").read_bytes() == b"tiny"
+    assert stat.S_IMODE(os.stat(t / "bin" / "big").st_mode) == 0o755
+    assert (rec / str(t / "bin" / "big").lstrip("/")).exists() and (
+        rec / str(t / "etc" / "index").lstrip("/")
+    ).exists()
+    assert not list((tmp_path / "upload").iterdir())  # both uploads removed
+    # a second read finds every file as its record says: nothing to do
+    p2, r2 = _apply(tmp_path, files, dirs, compress=compress, state_dir=str(rec))
+    assert r2 is None and not p2.changed
+    # another host's rendered content differs; the binaries' tar is the same file
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    other, _ = push.normalize(
+        H,
+        [
+            dict(f, content="index 8") if "index" in f["dest"] else f
+            for f in [
+                {"src": str(src / "big"), "dest": f"{t}/bin/big", "mode": "0755"},
+                {"content": "cfg", "dest": f"{t}/bin/cfg"},
+                {"src": str(src / "small"), "dest": f"{t}/etc/small"},
+                {"content": "index 7", "dest": f"{t}/etc/index"},
+            ]
+        ],
+    )
+    tars = []
+    for fs in (files, other):
+        parts = push.tar_parts(fs)
+        tars.append([push.shared_tar(str(cache), [fs[i] for i in part], indexes=part)[0] for part in parts])
+    assert tars[0][0] == tars[1][0] and tars[0][1] != tars[1][1]
+
+
 def test_checksums_and_tars_are_shared_between_hosts(tmp_path):
     src = tmp_path / "f"
     src.write_bytes(b"payload")
@@ -743,7 +807,7 @@ def test_forks_at_once_hash_each_file_and_pack_each_tar_once(tmp_path, monkeypat
     src.write_bytes(os.urandom(100_000))
     cache, log = tmp_path / "cache", tmp_path / "log"
     cache.mkdir()
-    real_sha, real_tar = push._sha256_of, push.write_tar
+    real_sha, real_tar = artifacts._sha256_of, push.write_tar
 
     def slow(real, what):
         def run(*a, **kw):
@@ -754,7 +818,7 @@ def test_forks_at_once_hash_each_file_and_pack_each_tar_once(tmp_path, monkeypat
 
         return run
 
-    monkeypatch.setattr(push, "_sha256_of", slow(real_sha, "sha"))
+    monkeypatch.setattr(artifacts, "_sha256_of", slow(real_sha, "sha"))
     monkeypatch.setattr(push, "write_tar", slow(real_tar, "tar"))
 
     def fork(i):
@@ -795,3 +859,28 @@ def test_node_shell_lives_in_a_file_shellcheck_reads():
         assert "xr() {" not in f.read()  # not restated in Python
     if shutil.which("shellcheck"):
         subprocess.run(["shellcheck", "-s", "sh", path], check=True)
+
+
+@needs_busybox
+def test_another_read_shares_the_state_reads_round_trip(tmp_path):
+    """role_install's prechecks and probes ride in the push's read: one command, split at a
+    mark line; the first part's output may end without a newline, a tty gives \\r\\n."""
+    (tmp_path / "f").write_bytes(b"x")
+    files, dirs = push.normalize(H, [{"content": "x", "dest": f"{tmp_path}/f"}])
+    state = push.state_command(files, dirs, [])
+    mark = "::xcm-state-0123"
+    first = "echo probe one; printf 'no newline'; false"  # its status does not stop the read
+    cmd = push.read_first(first, state, mark)
+    r = node_sh(cmd)
+    assert r.returncode == 0, r.stderr
+    head, rest = push.split_first(H, r.stdout, mark)
+    assert head == "probe one\nno newline\n"
+    assert rest == node_sh(state).stdout
+    assert push.parse_state(H, rest, files, dirs)[0][f"{tmp_path}/f"].kind == "file"
+    assert push.split_first(H, r.stdout.replace("\n", "\r\n"), mark)[0].startswith("probe one\r\nno newline")
+    with pytest.raises(
+        push.PushError, match=r"^vm-001: the node's answer to the read has no line '::xcm-state-0123'"
+    ):
+        push.split_first(H, "probe one\n", mark)
+    # too long for a node's ssh server together: each read is its own round trip
+    assert push.read_first("echo " + "x" * push.COMMAND_LIMIT, state, mark) is None
