@@ -71,6 +71,9 @@ class ActionModule(PushFiles):
         result["plan_changed"] = bool(result.get("changed_files") or reports)  # or a report from a probe
         result["configure"] = [role for role, _why in work]
         result["configure_why"] = {r: why[:300] for r, why in work}
+        result["install_changed"] = bool(result.get("changed"))
+        if args["group"] and (result["plan_changed"] or work):  # site.yml's configure play
+            result["add_group"], result["parent_groups"] = args["group"], []
         if items["secret"]:  # a kubeconfig among the files: the result is hidden
             result["_ansible_no_log"] = True
         return result

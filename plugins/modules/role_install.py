@@ -44,6 +44,14 @@ options:
     description:
       - As M(xcluster.multus.push_files)'s O(xcluster.multus.push_files#module:state_dir).
     type: str
+  group:
+    description:
+      - "A group the host joins (as M(ansible.builtin.group_by) adds it, RV(add_group)) when RV(plan)
+        changed or RV(configure) is not empty: site.yml's configure play runs on group
+        C(xcluster_multus_configure) only, so hosts with nothing to configure cost it nothing."
+      - "Ansible marks a task C(changed) when it adds a host to a group, whatever the action said:
+        a task that sets O(group) gives C(changed_when) RV(install_changed)."
+    type: str
 author:
   - xcluster.multus contributors (@xcluster-multus)
 """
@@ -53,7 +61,9 @@ EXAMPLES = r"""
   xcluster.multus.role_install:
     roles: "{{ _xcm_host_roles }}"
     selected: "{{ _xcm_tagged }}"
+    group: xcluster_multus_configure  # then a play on that group configures the hosts with work
   register: _xcm_push
+  changed_when: _xcm_push.install_changed
 """
 
 RETURN = r"""
@@ -77,6 +87,14 @@ configure_why:
   description: For each role of RV(configure), why (for a person to read).
   returned: always
   type: dict
+install_changed:
+  description: Whether the install changed the node (the task's C(changed) without O(group)).
+  returned: always
+  type: bool
+add_group:
+  description: O(group), when given and the host has something to configure or record.
+  returned: when O(group) is given and RV(plan_changed) or RV(configure)
+  type: str
 changed_files:
   description: As M(xcluster.multus.push_files) returns (with its other results), when something was pushed.
   returned: when the roles have files
