@@ -68,7 +68,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(e)) from None
         if not files and not dirs:
             if before:
-                before[1](self._run_cmd(before[0], False, host, "read", ok_mark=False))
+                before[1](self._read(before[0], host))
             result.update(push.report(push.Plan()))
             return result
 
@@ -81,7 +81,7 @@ class ActionModule(ActionBase):
             mark = "::xcm-state-" + secrets.token_hex(8)
             both = push.read_first(before[0], state_cmd, mark)
             if both is None:
-                before[1](self._run_cmd(before[0], False, host, "read", ok_mark=False))
+                before[1](self._read(before[0], host))
                 out = self._run_cmd(state_cmd, censor, host, "read")
                 trips += 1
             else:
@@ -231,6 +231,11 @@ class ActionModule(ActionBase):
         raise AnsibleActionFail(
             push.upload_failure(host, remote, error, size, cleaned=cleaned, free=free, after=after)
         )
+
+    def _read(self, cmd, host):
+        """A read-only command of another step (role_install's prechecks and probes), alone in its
+        round trip; its output."""
+        return self._run_cmd(cmd, False, host, "read", ok_mark=False)
 
     def _run_cmd(self, cmd, censor, host, what, *, sudoable=True, ok_mark=True):
         """One round trip. censor: hide the node's answer even at -vvv (secret checksums).

@@ -55,7 +55,7 @@ class ActionModule(PushFiles):
                 # the read (read-only: also in check mode) in the push's own first round trip
                 self._push(host, raw, result, before=(cmd, check) if cmd else None)
             elif cmd:
-                check(self._run_cmd(cmd, False, host, "read", ok_mark=False))
+                check(self._read(cmd, host))
             updated = plan.pushed(contract, result if "changed_files" in result else [], roles, host)
             work = nodestep.to_configure(
                 updated, roles, outputs, selected, check_mode=self._task.check_mode, host=host

@@ -59,10 +59,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import (  # noqa: F401 (sha256_file: push's API)
-    locked,
-    sha256_file,
-)
+from ansible_collections.xcluster.multus.plugins.plugin_utils.artifacts import locked, sha256_file
 
 TMP_PREFIX = ".xcm-tmp."  # temporary directories (and clock markers) beside destinations
 UPLOAD_PREFIX = ".xcm-up."  # uploads in upload_dir: .xcm-up.<login user>.<token>[.tar]
@@ -722,8 +719,8 @@ def finalize_command(
 ):
     """ONE sh command that applies the plan.
 
-    uploads: for tars: [(remote tar path, member indexes)] one per tar (tar_parts; None: every
-    member), the records in the last; for single files: [(remote path, index)] one per
+    uploads: for tars: [(remote tar path, member indexes)] one per tar (tar_parts), the records
+    in the last; for single files: [(remote path, index)] one per
     transferred file. Each destination directory gets its
     own temporary directory (mktemp -d <dir>/.xcm-tmp.XXXXXX, same filesystem), files are
     staged and given their mode/owner there, then renamed into place with mv -f.
@@ -749,7 +746,7 @@ def finalize_command(
         lines.append("mkdir -p " + " ".join(q(x) for x in mk + parents))
     lines += _set_attrs([(d, q(d.path)) for d in p.mkdirs + p.dir_attrs])
     lines.append("umask 077")
-    tars = [(u, None if m is None else set(m)) for u, m in uploads if not isinstance(m, int)]
+    tars = [(u, set(m)) for u, m in uploads if not isinstance(m, int)]
     single = {idx: u for u, idx in uploads if isinstance(idx, int)}
     members = dict(record_members(p, state_dir)) if tars and records_in_tar else {}
     moves, uploaded = [], {}
@@ -761,7 +758,7 @@ def finalize_command(
         if tars:
             z = "z" if tar_compressed else ""
             for k, (tar_path, inside) in enumerate(tars):
-                names = [member_name(i) for i in idxs if inside is None or i in inside]
+                names = [member_name(i) for i in idxs if i in inside]
                 rec = [f"r{n}"] if f"r{n}" in members and k == len(tars) - 1 else []
                 if names or rec:
                     lines.append(f"tar -x{z}mo -f {q(tar_path)} {' '.join(names + rec)}")
